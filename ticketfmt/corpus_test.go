@@ -59,4 +59,3 @@ func TestCorpusSizes(t *testing.T) {
 	assert.Equal(t, 204, hi)
 	assert.InDelta(t, 170, float64(sum)/float64(len(ts)), 1)
 }
-

@@ -219,7 +219,7 @@ func TestUnmarshalRejects(t *testing.T) {
 		{"empty seller", tpl(t, fID, fType, "8200", fDate, fTime, fPrice, fCarrier, fKeyID, fSig), ErrSize, TagSeller},
 		{"seller too long", tpl(t, fID, fType, long("82", 65), fDate, fTime, fPrice, fCarrier, fKeyID, fSig), ErrSize, TagSeller},
 		{"seat too long", tpl(t, fID, fType, fSeller, fDate, fTime, fPrice, long("86", 33), fCarrier, fKeyID, fSig), ErrSize, TagSeat},
-		{"instructions too long", tpl(t, fID, fType, fSeller, fDate, fTime, fPrice, "8781 81" + strings.Repeat("41", 129), fCarrier, fKeyID, fSig), ErrSize, TagInstructions},
+		{"instructions too long", tpl(t, fID, fType, fSeller, fDate, fTime, fPrice, "8781 81"+strings.Repeat("41", 129), fCarrier, fKeyID, fSig), ErrSize, TagInstructions},
 		{"short ID", tpl(t, "8009 544b54000000000000", fType, fSeller, fDate, fTime, fPrice, fCarrier, fKeyID, fSig), ErrSize, TagID},
 		{"long type", tpl(t, fID, "8102 0101", fSeller, fDate, fTime, fPrice, fCarrier, fKeyID, fSig), ErrSize, TagType},
 		{"short signature", tpl(t, fID, fType, fSeller, fDate, fTime, fPrice, fCarrier, fKeyID, "9e3f"+strings.Repeat("11", 63)), ErrSize, TagSignature},

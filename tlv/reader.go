@@ -96,7 +96,7 @@ func (r *Reader) peek() (Object, int, error) {
 	return Object{
 		Tag:         tag,
 		Value:       b[hdr : hdr+l : hdr+l],
-		Raw:         b[:hdr+l : hdr+l],
+		Raw:         b[: hdr+l : hdr+l],
 		Offset:      start,
 		ValueOffset: start + hdr,
 	}, hdr + l, nil
