@@ -189,13 +189,15 @@ func (t *Ticket) marshal(signed bool) ([]byte, error) {
 	if signed {
 		n += tlv.Size(TagSignature, SignatureSize)
 	}
+	var bcd [dateSize + timeSize]byte
+	t.Time.AppendBCD(t.Date.AppendBCD(bcd[:0]))
 	b := tlv.NewBuilder(make([]byte, 0, tlv.Size(TagTicket, n)))
 	b.AddConstructed(TagTicket, func(b *tlv.Builder) {
 		b.AddBytes(TagID, t.ID[:])
 		b.AddUint8(TagType, t.Type)
 		b.AddString(TagSeller, t.Seller)
-		b.AddBytes(TagDate, t.Date.AppendBCD(make([]byte, 0, dateSize)))
-		b.AddBytes(TagTime, t.Time.AppendBCD(make([]byte, 0, timeSize)))
+		b.AddBytes(TagDate, bcd[:dateSize])
+		b.AddBytes(TagTime, bcd[dateSize:])
 		b.AddUint32(TagPrice, t.Price)
 		if t.Seat != "" {
 			b.AddString(TagSeat, t.Seat)

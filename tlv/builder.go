@@ -95,19 +95,16 @@ func (b *Builder) AddRaw(raw []byte) {
 }
 
 // AddConstructed appends an object with tag t whose value is whatever f
-// writes to the Builder it is given. That Builder must not be used after f
-// returns.
+// writes to the Builder it is given (this same Builder: its length is
+// measured when f returns).
 func (b *Builder) AddConstructed(t Tag, f func(*Builder)) {
 	if !b.header(t, 0) {
 		return
 	}
 	lenPos := len(b.buf) - 1
 	start := len(b.buf)
-	child := Builder{buf: b.buf}
-	f(&child)
-	b.buf = child.buf
-	if child.err != nil {
-		b.err = child.err
+	f(b)
+	if b.err != nil {
 		return
 	}
 	n := len(b.buf) - start

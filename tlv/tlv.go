@@ -10,6 +10,7 @@ package tlv
 import (
 	"errors"
 	"fmt"
+	"strconv"
 )
 
 // MaxLength is the largest value length the encoding allows (`82 FF FF`).
@@ -202,4 +203,17 @@ func appendLength(b []byte, n int) []byte {
 	default:
 		return append(b, 0x82, byte(n>>8), byte(n))
 	}
+}
+
+// MarshalText formats the tag as String does, so that JSON shows "9E".
+func (t Tag) MarshalText() ([]byte, error) { return []byte(t.String()), nil }
+
+// UnmarshalText parses a tag in hex, such as "9F1F", and checks it is valid.
+func (t *Tag) UnmarshalText(b []byte) error {
+	v, err := strconv.ParseUint(string(b), 16, 32)
+	if err != nil || len(b)%2 != 0 || !Tag(v).Valid() || Tag(v).Size() != len(b)/2 {
+		return fmt.Errorf("tag %q: %w", b, ErrInvalidTag)
+	}
+	*t = Tag(v)
+	return nil
 }

@@ -256,3 +256,17 @@ func FuzzReader(f *testing.F) {
 		}
 	})
 }
+
+func TestTagText(t *testing.T) {
+	for _, tag := range []Tag{0x80, 0xE1, 0x9F1F, 0x5F8101} {
+		b, err := tag.MarshalText()
+		require.NoError(t, err)
+		var back Tag
+		require.NoError(t, back.UnmarshalText(b))
+		assert.Equal(t, tag, back)
+	}
+	var tag Tag
+	for _, bad := range []string{"", "8", "0080", "1F", "9F80", "zz"} {
+		assert.ErrorIs(t, tag.UnmarshalText([]byte(bad)), ErrInvalidTag, "%q", bad)
+	}
+}

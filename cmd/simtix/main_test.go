@@ -1,0 +1,102 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/simtix/simtix/internal/testvectors"
+	"github.com/simtix/simtix/ticketfmt"
+)
+
+// simtix runs the command line in-process and returns its exit status and
+// output.
+func simtix(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestHelp(t *testing.T) {
+	code, out, _ := simtix(t, "--help")
+	assert.Equal(t, 0, code)
+	for _, sub := range []string{"demo", "ticket", "version"} {
+		assert.Contains(t, out, sub)
+	}
+	code, out, _ = simtix(t, "ticket", "explain", "--help")
+	assert.Equal(t, 0, code)
+	assert.Contains(t, out, "--issuer-keys")
+}
+
+func TestUsageErrorsExit2(t *testing.T) {
+	for _, args := range [][]string{
+		{"no-such-command"},
+		{"demo", "extra"},
+		{"ticket", "explain"},
+		{"ticket", "explain", "zz"},
+		{"ticket", "explain", "--no-such-flag", "00"},
+	} {
+		code, _, errOut := simtix(t, args...)
+		assert.Equal(t, exitUsage, code, "%v", args)
+		assert.NotEmpty(t, errOut, "%v", args)
+	}
+}
+
+func TestDemo(t *testing.T) {
+	code, out, errOut := simtix(t, "demo")
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "signature: verified")
+	assert.Contains(t, out, "signature does not verify")
+	assert.Contains(t, out, "carrier binding")
+}
+
+func TestTicketExplainVector(t *testing.T) {
+	v, err := testvectors.Load()
+	require.NoError(t, err)
+	k, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), v.IssuerPrivateScalar)
+	require.NoError(t, err)
+	keys, err := ticketfmt.NewKeySet(&k.PublicKey)
+	require.NoError(t, err)
+	pemBytes, err := keys.MarshalPEM()
+	require.NoError(t, err)
+	keyFile := filepath.Join(t.TempDir(), "issuer-keys.pem")
+	require.NoError(t, os.WriteFile(keyFile, pemBytes, 0o600))
+
+	// Upper case with spaces, as cli.md allows.
+	arg := strings.ToUpper(hex.EncodeToString(v.TicketE1[:20])) + " " + hex.EncodeToString(v.TicketE1[20:])
+	code, out, errOut := simtix(t, "ticket", "explain", "--issuer-keys", keyFile, arg)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "国家大剧院")
+	assert.Contains(t, out, "2026-12-05")
+	assert.Contains(t, out, "signature verified with issuer key 9f12b0b6")
+
+	code, out, errOut = simtix(t, "ticket", "explain", "--json", hex.EncodeToString(v.CardCertificateE5))
+	require.Equal(t, 0, code, errOut)
+	var doc struct {
+		Fields []ticketfmt.FieldInfo `json:"fields"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &doc))
+	require.Len(t, doc.Fields, 5)
+	assert.Equal(t, ticketfmt.TagPublicKey, doc.Fields[3].Tag)
+
+	bad := append([]byte(nil), v.TicketE1...)
+	bad[len(bad)-1] ^= 1
+	code, _, errOut = simtix(t, "ticket", "explain", "--issuer-keys", keyFile, hex.EncodeToString(bad))
+	assert.Equal(t, exitError, code)
+	assert.Contains(t, errOut, "signature does not verify")
+
+	code, _, errOut = simtix(t, "ticket", "explain", hex.EncodeToString(v.TicketE1[:50]))
+	assert.Equal(t, exitError, code)
+	assert.Contains(t, errOut, "tag E1 at offset 0")
+}
