@@ -54,11 +54,17 @@ func signRaw(signer crypto.Signer, tbs []byte) ([]byte, error) {
 	if len(sig) == SignatureSize {
 		return sig, nil
 	}
+	return RawSignature(sig)
+}
+
+// RawSignature converts an ASN.1 DER ECDSA P-256 signature, as crypto.Signer
+// implementations return it, to the raw r‖s form of 64 bytes.
+func RawSignature(der []byte) ([]byte, error) {
 	var rs struct{ R, S *big.Int }
-	rest, err := asn1.Unmarshal(sig, &rs)
-	if err != nil || len(rest) != 0 || rs.R.Sign() <= 0 || rs.S.Sign() <= 0 ||
+	rest, err := asn1.Unmarshal(der, &rs)
+	if err != nil || len(rest) != 0 || rs.R == nil || rs.S == nil || rs.R.Sign() <= 0 || rs.S.Sign() <= 0 ||
 		rs.R.BitLen() > 256 || rs.S.BitLen() > 256 {
-		return nil, fmt.Errorf("sign: signer returned a malformed signature (%d bytes)", len(sig))
+		return nil, fmt.Errorf("sign: malformed ECDSA signature (%d bytes)", len(der))
 	}
 	raw := make([]byte, SignatureSize)
 	rs.R.FillBytes(raw[:32])
