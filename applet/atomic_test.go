@@ -112,7 +112,7 @@ func run(t *testing.T, sc scenario, f nvm.Fault) outcome {
 	card, perr := applet.Personalise(mem, fx.Personalisation())
 	require.NoError(t, perr)
 	target := &inProcess{card: card}
-	h := cardtest.NewHarness(t, func(*testing.T, cardtest.Fixture) cardtest.Target { return target }, fx)
+	h := cardtest.NewHarness(t, func(testing.TB, cardtest.Fixture) cardtest.Target { return target }, fx)
 	sc.setup(h)
 	iface, cmd := sc.cmd(h)
 	raw, berr := cmd.Bytes()
@@ -201,7 +201,7 @@ func TestWriteFaultChangesNothing(t *testing.T) {
 // runAgain runs sc's command once more on the card of an earlier run.
 func runAgain(t *testing.T, target *inProcess, sc scenario) outcome {
 	fx := cardtest.VectorFixture(t)
-	h := cardtest.NewHarness(t, func(*testing.T, cardtest.Fixture) cardtest.Target { return target }, fx)
+	h := cardtest.NewHarness(t, func(testing.TB, cardtest.Fixture) cardtest.Target { return target }, fx)
 	iface, cmd := sc.cmd(h)
 	raw, err := cmd.Bytes()
 	require.NoError(t, err)

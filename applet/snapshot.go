@@ -1,6 +1,8 @@
 package applet
 
 import (
+	"crypto/ecdsa"
+
 	"github.com/simtix/simtix/cardproto"
 	"github.com/simtix/simtix/ticketfmt"
 )
@@ -9,7 +11,9 @@ import (
 // card show`, and for tests that compare the state before and after a
 // command.
 type Snapshot struct {
-	Serial      ticketfmt.Serial
+	Serial ticketfmt.Serial
+	// PublicKey is the card's public key.
+	PublicKey   *ecdsa.PublicKey
 	Capacity    int
 	MaxTickets  int
 	Overhead    int
@@ -57,7 +61,7 @@ func (t StoredTicket) Size() int { return len(t.Raw) + RecordOverhead }
 func (c *Card) Snapshot() Snapshot {
 	u := c.s.usage(c.p)
 	snap := Snapshot{
-		Serial: c.p.serial, Capacity: c.p.capacity, MaxTickets: c.p.maxTickets, Overhead: RecordOverhead,
+		Serial: c.p.serial, PublicKey: &c.p.cardKey.PublicKey, Capacity: c.p.capacity, MaxTickets: c.p.maxTickets, Overhead: RecordOverhead,
 		Free: u.free, Reclaimable: u.reclaimable, Epoch: c.s.epoch, Counter: c.s.counter,
 		Notification: NotificationState{Pending: c.s.notify.pending, Fetched: c.s.notify.fetched,
 			Changed: c.s.notify.changed, Last: c.s.notify.last},

@@ -25,7 +25,7 @@ func (p *inProcess) Reset(_ context.Context, i applet.Interface) error {
 	return nil
 }
 
-func newInProcess(t *testing.T, f cardtest.Fixture) cardtest.Target {
+func newInProcess(t testing.TB, f cardtest.Fixture) cardtest.Target {
 	ps, pages := applet.MemoryLayout(f.Capacity, f.MaxTickets)
 	card, err := applet.Personalise(nvm.NewRAM(ps, pages), f.Personalisation())
 	require.NoError(t, err)

@@ -248,6 +248,17 @@ func (c *Card) save() error {
 	return nil
 }
 
+// PublicKey returns the card's public key (the card certificate's 8C).
+func (c *Card) PublicKey() *ecdsa.PublicKey {
+	c.lock <- struct{}{}
+	defer c.release()
+	s, err := SnapshotOf(c.ram)
+	if err != nil {
+		return nil
+	}
+	return s.PublicKey
+}
+
 // Snapshot returns the card's non-volatile state.
 func (c *Card) Snapshot() (applet.Snapshot, error) {
 	c.lock <- struct{}{}
@@ -311,26 +322,42 @@ func (c *Card) Close() error {
 	return errors.Join(err, c.file.Close())
 }
 
-// Port is one interface of the card as an in-process transport: an APDU
-// in, the response out.
-type Port struct {
-	card *Card
-	i    applet.Interface
+// Device is what a reader reaches: a card with its power and ATR per
+// interface. Card is the simtix SIM; Echo is a bare baseline.
+type Device interface {
+	// ATR returns the interface's Answer-to-Reset.
+	ATR(i applet.Interface) []byte
+	// PowerOn powers an interface on (or resets it) and returns its ATR.
+	PowerOn(ctx context.Context, i applet.Interface) ([]byte, error)
+	// PowerOff powers an interface off.
+	PowerOff(ctx context.Context, i applet.Interface) error
+	// Transmit runs one command APDU and returns the response APDU.
+	Transmit(ctx context.Context, i applet.Interface, cmd []byte) ([]byte, error)
 }
 
+// Port is one interface of a device as an in-process transport: an APDU
+// in, the response out.
+type Port struct {
+	dev Device
+	i   applet.Interface
+}
+
+// NewPort returns interface i of dev.
+func NewPort(dev Device, i applet.Interface) *Port { return &Port{dev: dev, i: i} }
+
 // Port returns the card's interface i.
-func (c *Card) Port(i applet.Interface) *Port { return &Port{card: c, i: i} }
+func (c *Card) Port(i applet.Interface) *Port { return NewPort(c, i) }
 
 // Transmit sends one command APDU and returns the response APDU.
 func (p *Port) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
-	return p.card.Transmit(ctx, p.i, cmd)
+	return p.dev.Transmit(ctx, p.i, cmd)
 }
 
 // PowerOn powers the interface on (or resets it) and returns its ATR.
-func (p *Port) PowerOn(ctx context.Context) ([]byte, error) { return p.card.PowerOn(ctx, p.i) }
+func (p *Port) PowerOn(ctx context.Context) ([]byte, error) { return p.dev.PowerOn(ctx, p.i) }
 
 // PowerOff powers the interface off.
-func (p *Port) PowerOff(ctx context.Context) error { return p.card.PowerOff(ctx, p.i) }
+func (p *Port) PowerOff(ctx context.Context) error { return p.dev.PowerOff(ctx, p.i) }
 
 // Interface returns which interface this is.
 func (p *Port) Interface() applet.Interface { return p.i }

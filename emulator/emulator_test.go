@@ -34,7 +34,7 @@ func (p portTarget) Reset(ctx context.Context, i applet.Interface) error {
 
 // newImageCard personalises a card into an image file in a temporary
 // directory and opens it, both interfaces powered on.
-func newImageCard(t *testing.T, f cardtest.Fixture, opts emulator.Options) (*emulator.Card, string) {
+func newImageCard(t testing.TB, f cardtest.Fixture, opts emulator.Options) (*emulator.Card, string) {
 	path := filepath.Join(t.TempDir(), "card.img")
 	require.NoError(t, emulator.Create(path, f.Personalisation()))
 	opts.T0 = f.T0
@@ -50,7 +50,7 @@ func newImageCard(t *testing.T, f cardtest.Fixture, opts emulator.Options) (*emu
 }
 
 func TestBehaviourThroughPorts(t *testing.T) {
-	cardtest.Run(t, func(t *testing.T, f cardtest.Fixture) cardtest.Target {
+	cardtest.Run(t, func(t testing.TB, f cardtest.Fixture) cardtest.Target {
 		c, _ := newImageCard(t, f, emulator.Options{})
 		return portTarget{c}
 	})
@@ -59,7 +59,7 @@ func TestBehaviourThroughPorts(t *testing.T) {
 func TestImageKeepsTheCard(t *testing.T) {
 	f := cardtest.VectorFixture(t)
 	c, path := newImageCard(t, f, emulator.Options{})
-	h := cardtest.NewHarness(t, func(*testing.T, cardtest.Fixture) cardtest.Target { return portTarget{c} }, f)
+	h := cardtest.NewHarness(t, func(testing.TB, cardtest.Fixture) cardtest.Target { return portTarget{c} }, f)
 	h.Select(emulator.Contact)
 	h.Sync()
 	require.Equal(t, apdu.SWSuccess, h.Store(h.Issue(0)).SW)
@@ -148,7 +148,7 @@ func TestTearThroughTheImage(t *testing.T) {
 	f := cardtest.VectorFixture(t)
 	// The writes a STORE makes.
 	c, _ := newImageCard(t, f, emulator.Options{})
-	h := cardtest.NewHarness(t, func(*testing.T, cardtest.Fixture) cardtest.Target { return portTarget{c} }, f)
+	h := cardtest.NewHarness(t, func(testing.TB, cardtest.Fixture) cardtest.Target { return portTarget{c} }, f)
 	h.Select(emulator.Contact)
 	h.Sync()
 	before := c.Stats()
@@ -160,7 +160,7 @@ func TestTearThroughTheImage(t *testing.T) {
 	for at := 1; at <= writes; at++ {
 		f := cardtest.VectorFixture(t)
 		c, path := newImageCard(t, f, emulator.Options{})
-		h := cardtest.NewHarness(t, func(*testing.T, cardtest.Fixture) cardtest.Target { return portTarget{c} }, f)
+		h := cardtest.NewHarness(t, func(testing.TB, cardtest.Fixture) cardtest.Target { return portTarget{c} }, f)
 		h.Select(emulator.Contact)
 		h.Sync()
 		old, err := c.Snapshot()

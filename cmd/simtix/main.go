@@ -82,6 +82,7 @@ ticket box server, and the handset and gate roles. See docs/ and the spec.`,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(
+		newCardCmd(),
 		newDemoCmd(),
 		newTicketCmd(),
 		newVersionCmd(),

@@ -31,7 +31,7 @@ func simtix(t *testing.T, args ...string) (int, string, string) {
 func TestHelp(t *testing.T) {
 	code, out, _ := simtix(t, "--help")
 	assert.Equal(t, 0, code)
-	for _, sub := range []string{"demo", "ticket", "version"} {
+	for _, sub := range []string{"card", "demo", "ticket", "version"} {
 		assert.Contains(t, out, sub)
 	}
 	code, out, _ = simtix(t, "ticket", "explain", "--help")
@@ -59,6 +59,9 @@ func TestDemo(t *testing.T) {
 	assert.Contains(t, out, "signature: verified")
 	assert.Contains(t, out, "signature does not verify")
 	assert.Contains(t, out, "carrier binding")
+	assert.Contains(t, out, "6A84 (not enough memory)")
+	assert.Contains(t, out, "receipt verifies")
+	assert.Contains(t, out, "notification 1")
 }
 
 func TestTicketExplainVector(t *testing.T) {

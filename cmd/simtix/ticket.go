@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -49,9 +48,7 @@ the gates do, print each field with its offset, bytes and meaning, and with
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(struct {
+				return writeJSON(cmd, struct {
 					Fields   []ticketfmt.FieldInfo `json:"fields"`
 					Verified string                `json:"verified,omitempty"`
 				}{fields, verdict})

@@ -74,11 +74,11 @@ func VectorFixture(t testing.TB) Fixture {
 }
 
 // Factory makes a new card personalised with f.
-type Factory func(t *testing.T, f Fixture) Target
+type Factory func(t testing.TB, f Fixture) Target
 
 // Harness drives one card under test.
 type Harness struct {
-	t   *testing.T
+	t   testing.TB
 	tgt Target
 	F   Fixture
 	V   *testvectors.Vectors
@@ -86,7 +86,7 @@ type Harness struct {
 }
 
 // NewHarness makes a card with newTarget and returns its harness.
-func NewHarness(t *testing.T, newTarget Factory, f Fixture) *Harness {
+func NewHarness(t testing.TB, newTarget Factory, f Fixture) *Harness {
 	t.Helper()
 	v, err := testvectors.Load()
 	require.NoError(t, err)
@@ -244,7 +244,7 @@ func IssuedID(k int) ticketfmt.ID {
 }
 
 // T returns the test the harness reports to.
-func (h *Harness) T() *testing.T { return h.t }
+func (h *Harness) T() testing.TB { return h.t }
 
 // Deterministic signs with RFC 6979 nonces, so that a test run can be
 // replayed byte for byte.

@@ -59,14 +59,14 @@ func Render(w io.Writer, s applet.Snapshot) error {
 		p.printf(" no tickets\n")
 		return p.err
 	}
-	p.printf("\n  %-2s %-20s %5s  %-9s %-16s %-30s\n", "", "ticket ID", "bytes", "state", "use", "seller")
+	p.printf("\n  %-2s %-20s %5s  %-9s %-16s %s\n", "", "ticket ID", "bytes", "state", "use", "seller")
 	for i, t := range s.Tickets {
 		g := string(glyphs[i%len(glyphs)])
 		state := "unchecked"
 		if t.State == cardproto.StateChecked {
 			g, state = "#", "checked"
 		}
-		p.printf("  %-2s %-20v %5d  %-9s %-16s %-30s\n", g, t.Ticket.ID, t.Size(), state,
+		p.printf("  %-2s %-20v %5d  %-9s %-16s %s\n", g, t.Ticket.ID, t.Size(), state,
 			t.Ticket.Date.String()+" "+t.Ticket.Time.String(), truncate(t.Ticket.Seller, 30))
 		if t.Check != nil {
 			p.printf("  %-2s %-20s %5s  by gate %X at %v\n", "", "", "", t.Check.Gate, t.Check.Time)

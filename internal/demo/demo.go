@@ -13,7 +13,6 @@ import (
 	"io"
 	"strings"
 
-	"github.com/simtix/simtix/applet"
 	"github.com/simtix/simtix/internal/corpus"
 	"github.com/simtix/simtix/ticketfmt"
 )
@@ -105,18 +104,7 @@ func Run(ctx context.Context, w io.Writer) error {
 	_, err = ticketfmt.Unmarshal(tampered)
 	p.line("   a wrong length: %v", err)
 
-	p.step("5. The corpus on a %d-byte card (%d bytes of overhead per ticket)", applet.DefaultCapacity, applet.RecordOverhead)
-	sizes := make([]int, len(tickets))
-	lo, hi, sum := 1<<30, 0, 0
-	for i := range tickets {
-		sizes[i] = tickets[i].Size()
-		lo, hi, sum = min(lo, sizes[i]), max(hi, sizes[i]), sum+sizes[i]
-	}
-	n := applet.Fit(sizes, applet.DefaultCapacity, applet.DefaultMaxTickets)
-	p.line("   %d tickets, %d to %d bytes, %.0f on average", len(tickets), lo, hi, float64(sum)/float64(len(tickets)))
-	p.line("   the card takes the first %d; the other %d wait in the virtual ticket box", n, len(tickets)-n)
-	p.line("")
-	return p.err
+	return cardStory(ctx, p, tickets, issuer, keys)
 }
 
 type printer struct {
