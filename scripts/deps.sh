@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # deps.sh: install what simtix needs on a fresh Debian machine, only what is
-# missing. Usage: scripts/deps.sh [go|test|all]
+# missing. Usage: scripts/deps.sh [go|pcsc|test|all]
 #   go    the Go toolchain check and the Go modules (default)
+#   pcsc  pcscd, vsmartcard-vpcd, libpcsclite-dev, pcsc-tools, opensc
 #   test  what `make test` needs
 #   all   everything (alias of test today)
 set -euo pipefail
@@ -21,11 +22,13 @@ apt_need() {
 	log "installing ${missing[*]}"
 	local sudo=""
 	[ "$(id -u)" -ne 0 ] && sudo="sudo"
-	if [ ! -f /var/lib/apt/periodic/update-success-stamp ] && [ -z "${SIMTIX_APT_UPDATED:-}" ]; then
+	export DEBIAN_FRONTEND=noninteractive
+	# Try with the package lists at hand; on a fresh machine they may be
+	# missing or stale, so update them once and try again.
+	if ! $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1; then
 		$sudo apt-get update -qq
-		export SIMTIX_APT_UPDATED=1
+		$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 	fi
-	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 need_go() {
@@ -40,13 +43,22 @@ need_go() {
 	go mod download
 }
 
+# need_pcsc: pcscd with the vsmartcard virtual reader, the PC/SC headers
+# for cgo (github.com/ebfe/scard), and the PC/SC clients the interop tests
+# run (pcsc_scan, scriptor from pcsc-tools; opensc-tool from opensc).
+need_pcsc() {
+	apt_need pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools opensc pkg-config
+}
+
 case "$want" in
 go) need_go ;;
 test | all)
 	need_go
-	# -race needs cgo and a C compiler.
+	# -race and ebfe/scard need cgo and a C compiler.
 	command -v gcc >/dev/null 2>&1 || apt_need gcc libc6-dev
+	need_pcsc
 	;;
+pcsc) need_pcsc ;;
 *)
 	echo "usage: $0 [go|test|all]" >&2
 	exit 2
