@@ -49,6 +49,12 @@ func (a *Applet) do(ctx context.Context, op string, cmd apdu.Command) ([]byte, e
 	return r.Data, nil
 }
 
+// Do sends any command on this client's channel and returns its data: for
+// commands built elsewhere, such as the steps of a sync plan.
+func (a *Applet) Do(ctx context.Context, op string, cmd apdu.Command) ([]byte, error) {
+	return a.do(ctx, op, cmd)
+}
+
 // Select selects the ticket applet and returns its FCI (the status template
 // on the contact interface, the card certificate when the card has one).
 func (a *Applet) Select(ctx context.Context) (cardproto.FCI, error) {
