@@ -209,7 +209,9 @@ type syncer struct {
 	dirty map[ticketfmt.ID]bool
 }
 
-func (s *syncer) logf(format string, args ...any) { s.log = append(s.log, fmt.Sprintf(format, args...)) }
+func (s *syncer) logf(format string, args ...any) {
+	s.log = append(s.log, fmt.Sprintf(format, args...))
+}
 
 func (s *syncer) touch(t *Ticket) {
 	if s.dirty == nil {
