@@ -483,3 +483,43 @@ func Authorise(p Plan, keys cardkeys.Keys, serial ticketfmt.Serial, raw func(tic
 	}
 	return steps, nil
 }
+
+// Room returns the room a card has for new tickets, as the box sees it: the
+// available bytes and ticket count the card last reported (free plus
+// reclaimable), less what the tickets already due to it will take (those
+// being delivered, and those in the box that its next sync will store,
+// soonest first).
+func Room(card Card, tickets []*Ticket) (bytes, count int) {
+	_, bytes, count = due(card, tickets)
+	return max(bytes, 0), max(count, 0)
+}
+
+// Due returns how many of a card's tickets in the box its next sync will
+// store, by the room it last reported.
+func Due(card Card, tickets []*Ticket) int {
+	d, _, _ := due(card, tickets)
+	return len(d)
+}
+
+func due(card Card, tickets []*Ticket) (d []*Ticket, bytes, count int) {
+	st := card.Status
+	bytes, count = st.AvailableBytes(), st.AvailableTickets()
+	var boxed []*Ticket
+	for _, t := range tickets {
+		switch t.State {
+		case Delivering:
+			bytes, count = bytes-t.Size(st.Overhead), count-1
+		case InBox:
+			boxed = append(boxed, t)
+		}
+	}
+	SortSoonest(boxed)
+	for _, t := range boxed {
+		if t.Size(st.Overhead) > bytes || count < 1 {
+			break
+		}
+		d = append(d, t)
+		bytes, count = bytes-t.Size(st.Overhead), count-1
+	}
+	return d, bytes, count
+}

@@ -328,3 +328,15 @@ func TestAuthoriseRefusesMissingData(t *testing.T) {
 	assert.Error(t, err)
 	assert.False(t, errors.Is(err, apdu.ErrNotFound))
 }
+
+func TestRoom(t *testing.T) {
+	card := box.Card{Status: status(500, 2, 1, 1, 0)}
+	card.Status.Reclaimable = 200
+	// 700 bytes, 31 tickets available; a delivering 100 (108) and the box's
+	// soonest 300 (308) are due; the next 400 does not fit and claims
+	// nothing.
+	tickets := []*box.Ticket{tk(1, day, 9, 100, box.Delivering), tk(2, day, 10, 300, box.InBox), tk(3, day, 11, 400, box.InBox), tk(4, day, 8, 1, box.Checked)}
+	bytes, count := box.Room(card, tickets)
+	assert.Equal(t, 700-108-308, bytes)
+	assert.Equal(t, 31-2, count)
+}
