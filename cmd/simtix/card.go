@@ -33,7 +33,7 @@ func newCardCmd() *cobra.Command {
 		Use:   "card",
 		Short: "The emulated SIM card: personalise it, send it APDUs, show its ticket file",
 	}
-	cmd.AddCommand(newCardNewCmd(), newCardAPDUCmd(), newCardShowCmd())
+	cmd.AddCommand(newCardNewCmd(), newCardAPDUCmd(), newCardShowCmd(), newCardServeCmd())
 	return cmd
 }
 
