@@ -57,6 +57,9 @@ test | all)
 	# -race and ebfe/scard need cgo and a C compiler.
 	command -v gcc >/dev/null 2>&1 || apt_need gcc libc6-dev
 	need_pcsc
+	# The store's conformance suite runs against a real PostgreSQL
+	# (scripts/postgres.sh runs a private cluster).
+	apt_need postgresql
 	;;
 pcsc) need_pcsc ;;
 *)

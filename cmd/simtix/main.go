@@ -83,6 +83,10 @@ ticket box server, and the handset and gate roles. See docs/ and the spec.`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(
 		newCardCmd(),
+		newServerCmd(),
+		newOrderCmd(),
+		newTicketsCmd(),
+		newReadersCmd(),
 		newDemoCmd(),
 		newTicketCmd(),
 		newVersionCmd(),
