@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/simtix/simtix/store/internal/codec"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -54,15 +55,15 @@ func (t *txn) card(ctx context.Context, serial ticketfmt.Serial, lock string) (*
 	if err != nil {
 		return nil, fmt.Errorf("postgres: card %v: %w", serial, err)
 	}
-	if err := fixed(c.Serial[:], ser, "serial"); err != nil {
+	if err := codec.Fixed(c.Serial[:], ser, "serial"); err != nil {
 		return nil, fmt.Errorf("postgres: card %v: %w", serial, err)
 	}
 	c.Epoch = uint32(epoch)
 	if msisdn != nil {
 		c.MSISDN = *msisdn
 	}
-	c.PublicKey = orNil(key)
-	if err := decodeCard(&c.Card, status, plan, flags); err != nil {
+	c.PublicKey = codec.OrNil(key)
+	if err := codec.DecodeCard(&c.Card, status, plan, flags); err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	return &c, nil
@@ -71,7 +72,7 @@ func (t *txn) card(ctx context.Context, serial ticketfmt.Serial, lock string) (*
 // PutCard writes a card's box state, registration and flags, creating it
 // if it is new. It leaves the card's MSISDN alone (SetMSISDN sets it).
 func (t *txn) PutCard(ctx context.Context, c *store.Card) error {
-	status, plan, flags, err := encodeCard(&c.Card)
+	status, plan, flags, err := codec.EncodeCard(&c.Card)
 	if err != nil {
 		return fmt.Errorf("postgres: %w", err)
 	}
@@ -80,7 +81,7 @@ func (t *txn) PutCard(ctx context.Context, c *store.Card) error {
 		ON CONFLICT (serial) DO UPDATE SET registered = excluded.registered, public_key = excluded.public_key,
 			certified = excluded.certified, epoch = excluded.epoch, status = excluded.status,
 			plan = excluded.plan, flags = excluded.flags`,
-		c.Serial[:], c.Registered, orNil(c.PublicKey), c.Certified, int64(c.Epoch), status, plan, flags)
+		c.Serial[:], c.Registered, codec.OrNil(c.PublicKey), c.Certified, int64(c.Epoch), status, plan, flags)
 	if err != nil {
 		return fmt.Errorf("postgres: put card %v: %w", c.Serial, err)
 	}
@@ -139,7 +140,7 @@ func (t *txn) SerialOf(ctx context.Context, msisdn string) (ticketfmt.Serial, er
 		return s, fmt.Errorf("postgres: MSISDN %s: %w", msisdn, store.ErrNotFound)
 	}
 	if err == nil {
-		err = fixed(s[:], ser, "serial")
+		err = codec.Fixed(s[:], ser, "serial")
 	}
 	if err != nil {
 		return s, fmt.Errorf("postgres: MSISDN %s: %w", msisdn, err)
@@ -156,7 +157,7 @@ func checkArgs(tk *box.Ticket) (gate []byte, at *int64, source *string, err erro
 	if c == nil {
 		return nil, nil, nil, nil
 	}
-	v, err := dateTimeInt(c.Time)
+	v, err := codec.DateTimeInt(c.Time)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("ticket %v check: %w", tk.ID, err)
 	}
@@ -199,18 +200,18 @@ func (t *txn) InsertTickets(ctx context.Context, ts []*box.Ticket) error {
 			return fmt.Errorf("postgres: ticket %v twice in one insert: %w", tk.ID, store.ErrExists)
 		}
 		pos[tk.ID] = i
-		date, err := dateInt(tk.Date)
+		date, err := codec.DateInt(tk.Date)
 		if err != nil {
 			return fmt.Errorf("postgres: ticket %v: %w", tk.ID, err)
 		}
-		tod, err := timeInt(tk.Time)
+		tod, err := codec.TimeInt(tk.Time)
 		if err != nil {
 			return fmt.Errorf("postgres: ticket %v: %w", tk.ID, err)
 		}
 		if gates[i], checkTimes[i], sources[i], err = checkArgs(tk); err != nil {
 			return fmt.Errorf("postgres: %w", err)
 		}
-		ids[i], carriers[i], raws[i] = tk.ID[:], tk.Carrier[:], orEmpty(tk.Raw)
+		ids[i], carriers[i], raws[i] = tk.ID[:], tk.Carrier[:], codec.OrEmpty(tk.Raw)
 		dates[i], times[i] = int32(date), int32(tod)
 		states[i], epochs[i], counters[i], offCards[i] = string(tk.State), int64(tk.Epoch), int64(tk.Counter), tk.OffCard
 	}
@@ -270,22 +271,22 @@ func scanTicket(sc interface{ Scan(...any) error }) (*box.Ticket, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := fixed(tk.ID[:], id, "ticket ID"); err != nil {
+	if err := codec.Fixed(tk.ID[:], id, "ticket ID"); err != nil {
 		return nil, err
 	}
-	if err := fixed(tk.Carrier[:], carrier, "serial"); err != nil {
+	if err := codec.Fixed(tk.Carrier[:], carrier, "serial"); err != nil {
 		return nil, err
 	}
-	tk.Raw = orEmpty(raw)
-	tk.Date, tk.Time = intDate(int64(date)), intTime(int64(tod))
+	tk.Raw = codec.OrEmpty(raw)
+	tk.Date, tk.Time = codec.IntDate(int64(date)), codec.IntTime(int64(tod))
 	tk.State = box.State(state)
 	tk.Epoch, tk.Counter = uint32(epoch), uint32(counter)
 	if checkTime != nil {
-		tk.Check = &box.Check{Time: intDateTime(*checkTime)}
+		tk.Check = &box.Check{Time: codec.IntDateTime(*checkTime)}
 		if source != nil {
 			tk.Check.Source = *source
 		}
-		if err := fixed(tk.Check.Gate[:], gate, "gate ID"); err != nil {
+		if err := codec.Fixed(tk.Check.Gate[:], gate, "gate ID"); err != nil {
 			return nil, err
 		}
 	}
@@ -386,7 +387,7 @@ func (t *txn) CountTickets(ctx context.Context) (map[box.State]int, error) {
 func (t *txn) PutChallenge(ctx context.Context, serial ticketfmt.Serial, challenge []byte, expires time.Time) error {
 	_, err := t.tx.Exec(ctx, `INSERT INTO challenges (serial, challenge, expires) VALUES ($1, $2, $3)
 		ON CONFLICT (serial, challenge) DO UPDATE SET expires = excluded.expires`,
-		serial[:], orEmpty(challenge), expires)
+		serial[:], codec.OrEmpty(challenge), expires)
 	if err != nil {
 		return fmt.Errorf("postgres: put challenge for %v: %w", serial, err)
 	}
@@ -399,7 +400,7 @@ func (t *txn) PutChallenge(ctx context.Context, serial ticketfmt.Serial, challen
 func (t *txn) TakeChallenge(ctx context.Context, serial ticketfmt.Serial, challenge []byte, now time.Time) error {
 	var expires time.Time
 	err := t.tx.QueryRow(ctx, `DELETE FROM challenges WHERE serial = $1 AND challenge = $2 RETURNING expires`,
-		serial[:], orEmpty(challenge)).Scan(&expires)
+		serial[:], codec.OrEmpty(challenge)).Scan(&expires)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("postgres: challenge for %v: %w", serial, store.ErrNotFound)
 	}
@@ -420,7 +421,7 @@ func (t *txn) TakeChallenge(ctx context.Context, serial ticketfmt.Serial, challe
 // that then commits: this one waits to know).
 func (t *txn) PutOrder(ctx context.Context, key string, answer []byte) error {
 	tag, err := t.tx.Exec(ctx, `INSERT INTO orders (idem_key, answer) VALUES ($1, $2) ON CONFLICT (idem_key) DO NOTHING`,
-		key, orEmpty(answer))
+		key, codec.OrEmpty(answer))
 	if err != nil {
 		return fmt.Errorf("postgres: put order %q: %w", key, err)
 	}
@@ -440,13 +441,13 @@ func (t *txn) Order(ctx context.Context, key string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: order %q: %w", key, err)
 	}
-	return orEmpty(answer), nil
+	return codec.OrEmpty(answer), nil
 }
 
 // AddCheck records a gate's check (Received now if zero); added is false if
 // the same check was recorded before.
 func (t *txn) AddCheck(ctx context.Context, c store.Check) (bool, error) {
-	at, err := dateTimeInt(c.Time)
+	at, err := codec.DateTimeInt(c.Time)
 	if err != nil {
 		return false, fmt.Errorf("postgres: check of %v: %w", c.TicketID, err)
 	}
@@ -457,7 +458,7 @@ func (t *txn) AddCheck(ctx context.Context, c store.Check) (bool, error) {
 	tag, err := t.tx.Exec(ctx, `INSERT INTO checks (ticket_id, serial, gate, check_time, nonce, receipt, received)
 		VALUES ($1, $2, $3, $4, $5, $6, $7)
 		ON CONFLICT (ticket_id, serial, gate, check_time) DO NOTHING`,
-		c.TicketID[:], c.Serial[:], c.Gate[:], at, orEmpty(c.Nonce), orEmpty(c.Receipt), received)
+		c.TicketID[:], c.Serial[:], c.Gate[:], at, codec.OrEmpty(c.Nonce), codec.OrEmpty(c.Receipt), received)
 	if err != nil {
 		return false, fmt.Errorf("postgres: add check of %v: %w", c.TicketID, err)
 	}
@@ -483,11 +484,11 @@ func (t *txn) ChecksOf(ctx context.Context, id ticketfmt.ID) ([]store.Check, err
 		if err := rows.Scan(&tid, &ser, &gate, &at, &nonce, &receip, &c.Received); err != nil {
 			return nil, fmt.Errorf("postgres: checks of %v: %w", id, err)
 		}
-		if err := errors.Join(fixed(c.TicketID[:], tid, "ticket ID"), fixed(c.Serial[:], ser, "serial"), fixed(c.Gate[:], gate, "gate ID")); err != nil {
+		if err := errors.Join(codec.Fixed(c.TicketID[:], tid, "ticket ID"), codec.Fixed(c.Serial[:], ser, "serial"), codec.Fixed(c.Gate[:], gate, "gate ID")); err != nil {
 			return nil, fmt.Errorf("postgres: checks of %v: %w", id, err)
 		}
-		c.Time = intDateTime(at)
-		c.Nonce, c.Receipt = orNil(nonce), orNil(receip)
+		c.Time = codec.IntDateTime(at)
+		c.Nonce, c.Receipt = codec.OrNil(nonce), codec.OrNil(receip)
 		cs = append(cs, c)
 	}
 	if err := rows.Err(); err != nil {
@@ -512,7 +513,7 @@ func (t *txn) DenyList(ctx context.Context) ([]ticketfmt.ID, error) {
 		if err := rows.Scan(&b); err != nil {
 			return nil, fmt.Errorf("postgres: deny list: %w", err)
 		}
-		if err := fixed(id[:], b, "ticket ID"); err != nil {
+		if err := codec.Fixed(id[:], b, "ticket ID"); err != nil {
 			return nil, fmt.Errorf("postgres: deny list: %w", err)
 		}
 		ids = append(ids, id)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/simtix/simtix/store/internal/codec"
 	"time"
 
 	"github.com/simtix/simtix/box"
@@ -48,12 +49,12 @@ func (t *txn) Card(ctx context.Context, serial ticketfmt.Serial) (*store.Card, e
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: card %v: %w", serial, err)
 	}
-	if err := fixed(c.Serial[:], ser, "serial"); err != nil {
+	if err := codec.Fixed(c.Serial[:], ser, "serial"); err != nil {
 		return nil, fmt.Errorf("sqlite: card %v: %w", serial, err)
 	}
 	c.MSISDN = msisdn.String
-	c.PublicKey = orNil(key)
-	if err := decodeCard(&c.Card, status, plan, flags); err != nil {
+	c.PublicKey = codec.OrNil(key)
+	if err := codec.DecodeCard(&c.Card, status, plan, flags); err != nil {
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
 	return &c, nil
@@ -62,7 +63,7 @@ func (t *txn) Card(ctx context.Context, serial ticketfmt.Serial) (*store.Card, e
 // PutCard writes a card's box state, registration and flags, creating it
 // if it is new. It leaves the card's MSISDN alone (SetMSISDN sets it).
 func (t *txn) PutCard(ctx context.Context, c *store.Card) error {
-	status, plan, flags, err := encodeCard(&c.Card)
+	status, plan, flags, err := codec.EncodeCard(&c.Card)
 	if err != nil {
 		return fmt.Errorf("sqlite: %w", err)
 	}
@@ -71,7 +72,7 @@ func (t *txn) PutCard(ctx context.Context, c *store.Card) error {
 		ON CONFLICT (serial) DO UPDATE SET registered = excluded.registered, public_key = excluded.public_key,
 			certified = excluded.certified, epoch = excluded.epoch, status = excluded.status,
 			plan = excluded.plan, flags = excluded.flags`,
-		c.Serial[:], c.Registered, orNil(c.PublicKey), c.Certified, int64(c.Epoch), string(status), string(plan), string(flags))
+		c.Serial[:], c.Registered, codec.OrNil(c.PublicKey), c.Certified, int64(c.Epoch), string(status), string(plan), string(flags))
 	if err != nil {
 		return fmt.Errorf("sqlite: put card %v: %w", c.Serial, err)
 	}
@@ -116,7 +117,7 @@ func (t *txn) SerialOf(ctx context.Context, msisdn string) (ticketfmt.Serial, er
 		return s, fmt.Errorf("sqlite: MSISDN %s: %w", msisdn, store.ErrNotFound)
 	}
 	if err == nil {
-		err = fixed(s[:], ser, "serial")
+		err = codec.Fixed(s[:], ser, "serial")
 	}
 	if err != nil {
 		return s, fmt.Errorf("sqlite: MSISDN %s: %w", msisdn, err)
@@ -140,7 +141,7 @@ type ticketRow struct {
 // ticketArgs returns the values of a ticket's columns from state on.
 func ticketArgs(tk *box.Ticket) (state string, epoch, counter int64, gate []byte, checkTime sql.NullInt64, source sql.NullString, offCard bool, err error) {
 	if c := tk.Check; c != nil {
-		v, err := dateTimeInt(c.Time)
+		v, err := codec.DateTimeInt(c.Time)
 		if err != nil {
 			return "", 0, 0, nil, checkTime, source, false, fmt.Errorf("ticket %v check: %w", tk.ID, err)
 		}
@@ -193,11 +194,11 @@ func (t *txn) insertTickets(ctx context.Context, ts []*box.Ticket) ([]int64, err
 	defer stmt.Close()
 	seqs := make([]int64, len(ts))
 	for i, tk := range ts {
-		date, err := dateInt(tk.Date)
+		date, err := codec.DateInt(tk.Date)
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: ticket %v: %w", tk.ID, err)
 		}
-		tod, err := timeInt(tk.Time)
+		tod, err := codec.TimeInt(tk.Time)
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: ticket %v: %w", tk.ID, err)
 		}
@@ -205,7 +206,7 @@ func (t *txn) insertTickets(ctx context.Context, ts []*box.Ticket) ([]int64, err
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: %w", err)
 		}
-		res, err := stmt.ExecContext(ctx, tk.ID[:], tk.Carrier[:], orEmpty(tk.Raw), date, tod,
+		res, err := stmt.ExecContext(ctx, tk.ID[:], tk.Carrier[:], codec.OrEmpty(tk.Raw), date, tod,
 			state, epoch, counter, gate, checkTime, source, offCard)
 		if isUnique(err) {
 			return nil, fmt.Errorf("sqlite: ticket %v: %w", tk.ID, store.ErrExists)
@@ -230,19 +231,19 @@ func scanTicket(sc interface{ Scan(...any) error }) (*box.Ticket, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := fixed(tk.ID[:], r.id, "ticket ID"); err != nil {
+	if err := codec.Fixed(tk.ID[:], r.id, "ticket ID"); err != nil {
 		return nil, err
 	}
-	if err := fixed(tk.Carrier[:], r.carrier, "serial"); err != nil {
+	if err := codec.Fixed(tk.Carrier[:], r.carrier, "serial"); err != nil {
 		return nil, err
 	}
-	tk.Raw = orEmpty(r.rawVal)
-	tk.Date, tk.Time = intDate(r.date), intTime(r.tod)
+	tk.Raw = codec.OrEmpty(r.rawVal)
+	tk.Date, tk.Time = codec.IntDate(r.date), codec.IntTime(r.tod)
 	tk.State = box.State(r.state)
 	tk.Epoch, tk.Counter = uint32(r.epoch), uint32(r.counter)
 	if r.checkTime.Valid {
-		tk.Check = &box.Check{Time: intDateTime(r.checkTime.Int64), Source: r.source.String}
-		if err := fixed(tk.Check.Gate[:], r.gate, "gate ID"); err != nil {
+		tk.Check = &box.Check{Time: codec.IntDateTime(r.checkTime.Int64), Source: r.source.String}
+		if err := codec.Fixed(tk.Check.Gate[:], r.gate, "gate ID"); err != nil {
 			return nil, err
 		}
 	}
@@ -346,7 +347,7 @@ func (t *txn) CountTickets(ctx context.Context) (map[box.State]int, error) {
 func (t *txn) PutChallenge(ctx context.Context, serial ticketfmt.Serial, challenge []byte, expires time.Time) error {
 	_, err := t.tx.ExecContext(ctx, `INSERT INTO challenges (serial, challenge, expires) VALUES (?, ?, ?)
 		ON CONFLICT (serial, challenge) DO UPDATE SET expires = excluded.expires`,
-		serial[:], orEmpty(challenge), expires.UnixMicro())
+		serial[:], codec.OrEmpty(challenge), expires.UnixMicro())
 	if err != nil {
 		return fmt.Errorf("sqlite: put challenge for %v: %w", serial, err)
 	}
@@ -359,7 +360,7 @@ func (t *txn) PutChallenge(ctx context.Context, serial ticketfmt.Serial, challen
 func (t *txn) TakeChallenge(ctx context.Context, serial ticketfmt.Serial, challenge []byte, now time.Time) error {
 	var expires int64
 	err := t.tx.QueryRowContext(ctx, `DELETE FROM challenges WHERE serial = ? AND challenge = ? RETURNING expires`,
-		serial[:], orEmpty(challenge)).Scan(&expires)
+		serial[:], codec.OrEmpty(challenge)).Scan(&expires)
 	if errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("sqlite: challenge for %v: %w", serial, store.ErrNotFound)
 	}
@@ -379,7 +380,7 @@ func (t *txn) TakeChallenge(ctx context.Context, serial ticketfmt.Serial, challe
 // if the key is taken.
 func (t *txn) PutOrder(ctx context.Context, key string, answer []byte) error {
 	res, err := t.tx.ExecContext(ctx, `INSERT INTO orders (idem_key, answer, created) VALUES (?, ?, ?)
-		ON CONFLICT (idem_key) DO NOTHING`, key, orEmpty(answer), time.Now().UnixMicro())
+		ON CONFLICT (idem_key) DO NOTHING`, key, codec.OrEmpty(answer), time.Now().UnixMicro())
 	if err != nil {
 		return fmt.Errorf("sqlite: put order %q: %w", key, err)
 	}
@@ -403,13 +404,13 @@ func (t *txn) Order(ctx context.Context, key string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: order %q: %w", key, err)
 	}
-	return orEmpty(answer), nil
+	return codec.OrEmpty(answer), nil
 }
 
 // AddCheck records a gate's check (Received now if zero); added is false if
 // the same check was recorded before.
 func (t *txn) AddCheck(ctx context.Context, c store.Check) (bool, error) {
-	at, err := dateTimeInt(c.Time)
+	at, err := codec.DateTimeInt(c.Time)
 	if err != nil {
 		return false, fmt.Errorf("sqlite: check of %v: %w", c.TicketID, err)
 	}
@@ -420,7 +421,7 @@ func (t *txn) AddCheck(ctx context.Context, c store.Check) (bool, error) {
 	res, err := t.tx.ExecContext(ctx, `INSERT INTO checks (ticket_id, serial, gate, check_time, nonce, receipt, received)
 		VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (ticket_id, serial, gate, check_time) DO NOTHING`,
-		c.TicketID[:], c.Serial[:], c.Gate[:], at, orEmpty(c.Nonce), orEmpty(c.Receipt), received.UnixMicro())
+		c.TicketID[:], c.Serial[:], c.Gate[:], at, codec.OrEmpty(c.Nonce), codec.OrEmpty(c.Receipt), received.UnixMicro())
 	if err != nil {
 		return false, fmt.Errorf("sqlite: add check of %v: %w", c.TicketID, err)
 	}
@@ -451,11 +452,11 @@ func (t *txn) ChecksOf(ctx context.Context, id ticketfmt.ID) ([]store.Check, err
 		if err := rows.Scan(&tid, &ser, &gate, &at, &nonce, &receipt, &received); err != nil {
 			return nil, fmt.Errorf("sqlite: checks of %v: %w", id, err)
 		}
-		if err := errors.Join(fixed(c.TicketID[:], tid, "ticket ID"), fixed(c.Serial[:], ser, "serial"), fixed(c.Gate[:], gate, "gate ID")); err != nil {
+		if err := errors.Join(codec.Fixed(c.TicketID[:], tid, "ticket ID"), codec.Fixed(c.Serial[:], ser, "serial"), codec.Fixed(c.Gate[:], gate, "gate ID")); err != nil {
 			return nil, fmt.Errorf("sqlite: checks of %v: %w", id, err)
 		}
-		c.Time = intDateTime(at)
-		c.Nonce, c.Receipt = orNil(nonce), orNil(receipt)
+		c.Time = codec.IntDateTime(at)
+		c.Nonce, c.Receipt = codec.OrNil(nonce), codec.OrNil(receipt)
 		c.Received = time.UnixMicro(received)
 		cs = append(cs, c)
 	}
@@ -481,7 +482,7 @@ func (t *txn) DenyList(ctx context.Context) ([]ticketfmt.ID, error) {
 		if err := rows.Scan(&b); err != nil {
 			return nil, fmt.Errorf("sqlite: deny list: %w", err)
 		}
-		if err := fixed(id[:], b, "ticket ID"); err != nil {
+		if err := codec.Fixed(id[:], b, "ticket ID"); err != nil {
 			return nil, fmt.Errorf("sqlite: deny list: %w", err)
 		}
 		ids = append(ids, id)

@@ -1,4 +1,7 @@
-package postgres
+// Package codec maps the box's types to the column values both SQL stores
+// use: card state as JSON, dates and times as integers, fixed-size byte
+// fields. It is shared by store/sqlite and store/postgres and is not API.
+package codec
 
 // This file is the same in store/sqlite and store/postgres (but for the
 // package name): how values without a column type of their own are stored.
@@ -43,8 +46,8 @@ type itemJSON struct {
 	Expected byte         `json:"expected"`
 }
 
-// encodeCard returns the JSON of a card's status, plan and flags.
-func encodeCard(c *box.Card) (status, plan, flags []byte, err error) {
+// EncodeCard returns the JSON of a card's status, plan and flags.
+func EncodeCard(c *box.Card) (status, plan, flags []byte, err error) {
 	s := c.Status
 	status, err = json.Marshal(statusJSON{
 		Capacity: s.Capacity, Free: s.Free, Reclaimable: s.Reclaimable, MaxTickets: s.MaxTickets,
@@ -71,9 +74,9 @@ func encodeCard(c *box.Card) (status, plan, flags []byte, err error) {
 	return status, plan, flags, nil
 }
 
-// decodeCard fills a card's status, plan and flags from their JSON. Empty
+// DecodeCard fills a card's status, plan and flags from their JSON. Empty
 // plans and flag lists come back nil.
-func decodeCard(c *box.Card, status, plan, flags []byte) error {
+func DecodeCard(c *box.Card, status, plan, flags []byte) error {
 	var s statusJSON
 	if err := json.Unmarshal(status, &s); err != nil {
 		return fmt.Errorf("card %v status: %w", c.Serial, err)
@@ -101,54 +104,57 @@ func decodeCard(c *box.Card, status, plan, flags []byte) error {
 	return nil
 }
 
-// dateInt is a date as the integer YYYYMMDD.
-func dateInt(d ticketfmt.Date) (int64, error) {
+// DateInt is a date as the integer YYYYMMDD.
+func DateInt(d ticketfmt.Date) (int64, error) {
 	v := int64(d.Year)*10000 + int64(d.Month)*100 + int64(d.Day)
-	if intDate(v) != d {
+	if IntDate(v) != d {
 		return 0, fmt.Errorf("date %v cannot be stored", d)
 	}
 	return v, nil
 }
 
-func intDate(v int64) ticketfmt.Date {
+// IntDate reads a date from its integer YYYYMMDD.
+func IntDate(v int64) ticketfmt.Date {
 	return ticketfmt.Date{Year: int(v / 10000), Month: time.Month(v / 100 % 100), Day: int(v % 100)}
 }
 
-// timeInt is a time of day as the integer HHMM.
-func timeInt(t ticketfmt.TimeOfDay) (int64, error) {
+// TimeInt is a time of day as the integer HHMM.
+func TimeInt(t ticketfmt.TimeOfDay) (int64, error) {
 	v := int64(t.Hour)*100 + int64(t.Minute)
-	if intTime(v) != t {
+	if IntTime(v) != t {
 		return 0, fmt.Errorf("time of day %v cannot be stored", t)
 	}
 	return v, nil
 }
 
-func intTime(v int64) ticketfmt.TimeOfDay {
+// IntTime reads a time of day from its integer HHMM.
+func IntTime(v int64) ticketfmt.TimeOfDay {
 	return ticketfmt.TimeOfDay{Hour: int(v / 100), Minute: int(v % 100)}
 }
 
-// dateTimeInt is a date and time as the integer YYYYMMDDhhmmss.
-func dateTimeInt(t ticketfmt.DateTime) (int64, error) {
-	d, err := dateInt(t.Date)
+// DateTimeInt is a date and time as the integer YYYYMMDDhhmmss.
+func DateTimeInt(t ticketfmt.DateTime) (int64, error) {
+	d, err := DateInt(t.Date)
 	if err != nil {
 		return 0, err
 	}
 	v := d*1000000 + int64(t.Hour)*10000 + int64(t.Minute)*100 + int64(t.Second)
-	if intDateTime(v) != t {
+	if IntDateTime(v) != t {
 		return 0, fmt.Errorf("date and time %v cannot be stored", t)
 	}
 	return v, nil
 }
 
-func intDateTime(v int64) ticketfmt.DateTime {
+// IntDateTime reads a date and time from its integer YYYYMMDDhhmmss.
+func IntDateTime(v int64) ticketfmt.DateTime {
 	return ticketfmt.DateTime{
-		Date: intDate(v / 1000000),
+		Date: IntDate(v / 1000000),
 		Hour: int(v / 10000 % 100), Minute: int(v / 100 % 100), Second: int(v % 100),
 	}
 }
 
-// fixed copies b into dst, which it must fill exactly.
-func fixed(dst []byte, b []byte, what string) error {
+// Fixed copies b into dst, which it must fill exactly.
+func Fixed(dst []byte, b []byte, what string) error {
 	if len(b) != len(dst) {
 		return fmt.Errorf("stored %s has %d bytes, want %d", what, len(b), len(dst))
 	}
@@ -156,16 +162,16 @@ func fixed(dst []byte, b []byte, what string) error {
 	return nil
 }
 
-// orEmpty returns b, or an empty slice for nil (for NOT NULL columns).
-func orEmpty(b []byte) []byte {
+// OrEmpty returns b, or an empty slice for nil (for NOT NULL columns).
+func OrEmpty(b []byte) []byte {
 	if b == nil {
 		return []byte{}
 	}
 	return b
 }
 
-// orNil returns b, or nil if it is empty.
-func orNil(b []byte) []byte {
+// OrNil returns b, or nil if it is empty.
+func OrNil(b []byte) []byte {
 	if len(b) == 0 {
 		return nil
 	}
