@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # deps.sh: install what simtix needs on a fresh Debian machine, only what is
-# missing. Usage: scripts/deps.sh [go|pcsc|test|all]
+# missing. Usage: scripts/deps.sh [go|pcsc|postgres|test|all]
 #   go    the Go toolchain check and the Go modules (default)
 #   pcsc  pcscd, vsmartcard-vpcd, libpcsclite-dev, pcsc-tools, opensc
+#   postgres  Debian's postgresql (scripts/postgres.sh runs a private cluster)
 #   test  what `make test` needs
 #   all   everything (alias of test today)
 set -euo pipefail
@@ -62,6 +63,7 @@ test | all)
 	apt_need postgresql
 	;;
 pcsc) need_pcsc ;;
+postgres) apt_need postgresql ;;
 *)
 	echo "usage: $0 [go|test|all]" >&2
 	exit 2

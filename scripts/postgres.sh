@@ -27,6 +27,7 @@
 # (.s.PGSQL.PORT); SIMTIX_PG_FSYNC (default off).
 set -euo pipefail
 
+root=$(cd "$(dirname "$0")/.." && pwd)
 dir=${SIMTIX_PG:-/tmp/simtix-pg}
 port=${SIMTIX_PG_PORT:-55432}
 fsync=${SIMTIX_PG_FSYNC:-off}
@@ -45,24 +46,6 @@ die() {
 
 url() {
 	printf 'postgres://%s@/%s?host=%s&port=%s&sslmode=disable\n' "$superuser" "$database" "$sockdir" "$port"
-}
-
-# apt_need PKG...: install the Debian packages that are not installed yet
-# (as scripts/deps.sh does).
-apt_need() {
-	local missing=()
-	for p in "$@"; do
-		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-	done
-	[ ${#missing[@]} -eq 0 ] && return 0
-	log "installing ${missing[*]}"
-	local sudo=""
-	[ "$(id -u)" -ne 0 ] && sudo="sudo"
-	export DEBIAN_FRONTEND=noninteractive
-	if ! $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1; then
-		$sudo apt-get update -qq
-		$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-	fi
 }
 
 # bindir: the newest installed server's binaries.
@@ -100,7 +83,7 @@ locked() {
 start() {
 	local bin
 	if ! bin=$(bindir); then
-		apt_need postgresql
+		"$root/scripts/deps.sh" postgres >&2
 		bin=$(bindir) || die "no PostgreSQL server binaries in /usr/lib/postgresql/*/bin after installing postgresql"
 	fi
 	locked
