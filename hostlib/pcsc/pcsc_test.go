@@ -119,4 +119,3 @@ func TestTransportThroughPCSC(t *testing.T) {
 	_, err = pc.Connect("no such reader", pcsc.ConnectOptions{})
 	assert.Error(t, err)
 }
-
