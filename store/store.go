@@ -65,7 +65,8 @@ type Check struct {
 	Received time.Time
 }
 
-// Tx is one transaction.
+// Tx is one transaction. An ErrNotFound, ErrExists or ErrConflict from one
+// of its methods leaves the transaction usable; any other error aborts it.
 type Tx interface {
 	// LockCard returns the card with this serial and locks it until the end
 	// of the transaction: concurrent syncs of one card run one after the
@@ -74,7 +75,8 @@ type Tx interface {
 	LockCard(ctx context.Context, serial ticketfmt.Serial) (*Card, error)
 	// Card returns a card without locking it, or ErrNotFound.
 	Card(ctx context.Context, serial ticketfmt.Serial) (*Card, error)
-	// PutCard writes a card (its box state, registration and flags).
+	// PutCard writes a card (its box state, registration and flags),
+	// creating it if needed; it leaves the card's MSISDN as it is.
 	PutCard(ctx context.Context, c *Card) error
 	// SetMSISDN registers an MSISDN for a card; ErrExists if another card
 	// has it.
@@ -92,7 +94,7 @@ type Tx interface {
 	TicketsOf(ctx context.Context, serial ticketfmt.Serial) ([]*box.Ticket, error)
 	// MoveTicket writes t's state (and its authorisation, check and OffCard
 	// fields) if the stored ticket is still in state from; else
-	// ErrConflict and nothing changes.
+	// ErrConflict (ErrNotFound for no such ticket) and nothing changes.
 	MoveTicket(ctx context.Context, t *box.Ticket, from box.State) error
 	// CountTickets returns how many tickets the store holds, by state.
 	CountTickets(ctx context.Context) (map[box.State]int, error)
