@@ -129,7 +129,7 @@ func (c *Card) process(i Interface, raw []byte) ([]byte, apdu.StatusWord, error)
 	// response.
 	pending := ch.chain
 	ch.chain = nil
-	if ins != cardproto.InsGetResponse || def == nil {
+	if ins != cardproto.InsGetResponse {
 		ch.resp, ch.hasResp, ch.noNotify = nil, false, false
 	}
 	switch {

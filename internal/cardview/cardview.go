@@ -5,7 +5,6 @@ package cardview
 import (
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/simtix/simtix/applet"
 	"github.com/simtix/simtix/cardproto"
@@ -67,7 +66,7 @@ func Render(w io.Writer, s applet.Snapshot) error {
 			g, state = "#", "checked"
 		}
 		p.printf("  %-2s %-20v %5d  %-9s %-16s %s\n", g, t.Ticket.ID, t.Size(), state,
-			t.Ticket.Date.String()+" "+t.Ticket.Time.String(), truncate(t.Ticket.Seller, 30))
+			t.Ticket.Date.String()+" "+t.Ticket.Time.String(), Truncate(t.Ticket.Seller, 30))
 		if t.Check != nil {
 			p.printf("  %-2s %-20s %5s  by gate %X at %v\n", "", "", "", t.Check.Gate, t.Check.Time)
 		}
@@ -102,7 +101,8 @@ func yesNo(b bool) string {
 	return "no"
 }
 
-func truncate(s string, n int) string {
+// Truncate shortens s to n characters (runes), marking the cut with "…".
+func Truncate(s string, n int) string {
 	r := []rune(s)
 	if len(r) <= n {
 		return s
@@ -119,11 +119,4 @@ func (p *printer) printf(format string, args ...any) {
 	if p.err == nil {
 		_, p.err = fmt.Fprintf(p.w, format, args...)
 	}
-}
-
-// Summary is a one-line description of the card's storage.
-func Summary(s applet.Snapshot) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%d tickets, %d/%d bytes used, %d free, %d reclaimable", len(s.Tickets), s.Capacity-s.Free, s.Capacity, s.Free, s.Reclaimable)
-	return b.String()
 }

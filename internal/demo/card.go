@@ -84,7 +84,7 @@ func cardStory(ctx context.Context, p *printer, tickets []ticketfmt.Ticket, issu
 			return err
 		}
 		r := handset.try(cardproto.Store(raw, auth, cardkeys.StoreMAC(keys, serial, auth, raw)))
-		p.line("   STORE %v  %3d bytes  %-26s → %v", t.ID, len(raw), truncate(t.Seller, 26), r.SW)
+		p.line("   STORE %v  %3d bytes  %-26s → %v", t.ID, len(raw), cardview.Truncate(t.Seller, 26), r.SW)
 		if r.SW == apdu.SWNotEnoughMemory {
 			p.line("   the card is full: %d tickets on it; the other %d will wait in the virtual ticket box", n, len(tickets)-n)
 			break
@@ -215,12 +215,4 @@ func draw(p *printer, card *emulator.Card) error {
 		p.line("%s", strings.TrimRight("   "+l, " "))
 	}
 	return nil
-}
-
-func truncate(s string, n int) string {
-	r := []rune(s)
-	if len(r) <= n {
-		return s
-	}
-	return string(r[:n-1]) + "…"
 }
