@@ -501,6 +501,14 @@ func Due(card Card, tickets []*Ticket) int {
 	return len(d)
 }
 
+// DueTickets returns the tickets in the box that the card's next sync will
+// store, soonest first: the plan's rule, by the room the card last reported
+// less the tickets being delivered.
+func DueTickets(card Card, tickets []*Ticket) []*Ticket {
+	d, _, _ := due(card, tickets)
+	return d
+}
+
 func due(card Card, tickets []*Ticket) (d []*Ticket, bytes, count int) {
 	st := card.Status
 	bytes, count = st.AvailableBytes(), st.AvailableTickets()

@@ -98,14 +98,9 @@ func (s *Server) handleOrder(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
-		bytesLeft, countLeft := 0, 0
-		if card.Registered {
-			bytesLeft, countLeft = box.Room(card.Card, existing)
-		}
 		ans = api.OrderAnswer{IdempotencyKey: req.IdempotencyKey, Carrier: serial, Summary: map[string]int{"card": 0, "box": 0}, Issued: s.cfg.Now().UTC()}
 		var issued []*box.Ticket
 		signer := s.cfg.Keys.Signer()
-		h := card.Status.Overhead
 		for _, ot := range req.Tickets {
 			t := ticketfmt.Ticket{Type: ot.Type, Seller: ot.Seller, Date: ot.Date, Time: ot.Time, Price: ot.Price,
 				Seat: ot.Seat, Instructions: ot.Instructions, Carrier: serial}
@@ -119,18 +114,34 @@ func (s *Server) handleOrder(w http.ResponseWriter, r *http.Request) {
 			if err != nil {
 				return err
 			}
-			bt := &box.Ticket{ID: t.ID, Carrier: serial, Raw: raw, Date: t.Date, Time: t.Time, State: box.InBox}
-			route := "box"
-			if card.Registered && countLeft > 0 && bt.Size(h) <= bytesLeft {
-				route = "card"
-				bytesLeft, countLeft = bytesLeft-bt.Size(h), countLeft-1
+			issued = append(issued, &box.Ticket{ID: t.ID, Carrier: serial, Raw: raw, Date: t.Date, Time: t.Time, State: box.InBox})
+		}
+		// A ticket goes to the card (direct) when the card's next sync will
+		// store it: exactly the plan's rule, by the room the card last
+		// reported, so the answer never promises what the sync will not do.
+		due := map[ticketfmt.ID]bool{}
+		if card.Registered {
+			for _, t := range box.DueTickets(card.Card, append(existing, issued...)) {
+				due[t.ID] = true
 			}
-			issued = append(issued, bt)
-			ans.Tickets = append(ans.Tickets, api.OrderedTicket{ID: t.ID, Route: route, Size: len(raw), Ticket: hex.EncodeToString(raw)})
+		}
+		for _, t := range issued {
+			route := "box"
+			if due[t.ID] {
+				route = "card"
+			}
+			ans.Tickets = append(ans.Tickets, api.OrderedTicket{ID: t.ID, Route: route, Size: len(t.Raw), Ticket: hex.EncodeToString(t.Raw)})
 			ans.Summary[route]++
 		}
 		if err := tx.InsertTickets(r.Context(), issued); err != nil {
 			return err
+		}
+		if ans.Summary["card"] > 0 {
+			// Wakes the handsets watching the card on the other server
+			// processes, if any, once this commits.
+			if err := tx.NotifyDue(r.Context(), serial); err != nil {
+				return err
+			}
 		}
 		rec, err := json.Marshal(orderRecord{Digest: digest, Answer: ans})
 		if err != nil {
@@ -147,6 +158,7 @@ func (s *Server) handleOrder(w http.ResponseWriter, r *http.Request) {
 			s.metrics.tickets.WithLabelValues(route).Add(float64(n))
 		}
 		if ans.Summary["card"] > 0 {
+			// This process's watchers at once, whatever the store.
 			s.broker.notify(ans.Carrier)
 		}
 	}

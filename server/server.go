@@ -63,7 +63,7 @@ type Config struct {
 	MaxBody int64
 }
 
-// Server is the HTTP API. Create it with New.
+// Server is the HTTP API. Create it with New and end it with Close.
 type Server struct {
 	cfg        Config
 	log        *slog.Logger
@@ -73,7 +73,10 @@ type Server struct {
 	metrics    *metrics
 }
 
-// New returns a server over cfg's store and keys.
+// New returns a server over cfg's store and keys. If the store is shared
+// by several server processes (a store.Notifier), it starts listening for
+// the orders the others take, so that a handset watching this one hears of
+// them; Close stops it.
 func New(cfg Config) (*Server, error) {
 	if cfg.Store == nil || cfg.Keys == nil {
 		return nil, errors.New("server: a store and keys are required")
@@ -100,9 +103,22 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: session key: %w", err)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), broker: newBroker(), sessionKey: key, metrics: newMetrics()}
+	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), broker: newBroker(cfg.Logger), sessionKey: key, metrics: newMetrics()}
 	s.routes()
+	if n, ok := cfg.Store.(store.Notifier); ok {
+		s.broker.start(n)
+	}
 	return s, nil
+}
+
+// Close stops what New started in the background (the listener for other
+// server processes' orders) and waits for it to end. It leaves the store
+// open. Call it once the server no longer serves (after ListenAndServe
+// returns, or the Handler's server has shut down); closing again does
+// nothing.
+func (s *Server) Close() error {
+	s.broker.close()
+	return nil
 }
 
 // route is one endpoint of the API.
@@ -191,6 +207,7 @@ type metrics struct {
 	latency  *prometheus.HistogramVec
 	tickets  *prometheus.CounterVec
 	syncs    *prometheus.CounterVec
+	watching prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -204,8 +221,10 @@ func newMetrics() *metrics {
 			Help: "Tickets issued, by route (card or box)."}, []string{"route"}),
 		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "simtix_syncs_total",
 			Help: "Accepted syncs, by kind (plan or final)."}, []string{"kind"}),
+		watching: prometheus.NewGauge(prometheus.GaugeOpts{Name: "simtix_watching_handsets",
+			Help: "Events long polls waiting for tickets to become due to their card."}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.tickets, m.syncs,
+	m.reg.MustRegister(m.requests, m.latency, m.tickets, m.syncs, m.watching,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/simtix/simtix/api"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/simtix/simtix/box"
@@ -279,46 +278,6 @@ func (s *Server) holderOrOperator(r *http.Request, serial ticketfmt.Serial) erro
 	return errorf(http.StatusUnauthorized, "an operator token or a session won by the card (sync) is required")
 }
 
-// broker wakes watching handsets when tickets become due to their card.
-type broker struct {
-	mu      sync.Mutex
-	waiters map[ticketfmt.Serial][]chan struct{}
-}
-
-func newBroker() *broker { return &broker{waiters: map[ticketfmt.Serial][]chan struct{}{}} }
-
-// wait returns a channel closed at the next notify for serial.
-func (b *broker) wait(serial ticketfmt.Serial) (<-chan struct{}, func()) {
-	ch := make(chan struct{})
-	b.mu.Lock()
-	b.waiters[serial] = append(b.waiters[serial], ch)
-	b.mu.Unlock()
-	return ch, func() {
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		ws := b.waiters[serial]
-		for i, w := range ws {
-			if w == ch {
-				b.waiters[serial] = append(ws[:i], ws[i+1:]...)
-				break
-			}
-		}
-		if len(b.waiters[serial]) == 0 {
-			delete(b.waiters, serial)
-		}
-	}
-}
-
-func (b *broker) notify(serial ticketfmt.Serial) {
-	b.mu.Lock()
-	ws := b.waiters[serial]
-	delete(b.waiters, serial)
-	b.mu.Unlock()
-	for _, ch := range ws {
-		close(ch)
-	}
-}
-
 // due counts the tickets in the box that the card's next sync would store.
 func (s *Server) due(r *http.Request, serial ticketfmt.Serial) (int, error) {
 	n := 0
@@ -341,7 +300,8 @@ func (s *Server) due(r *http.Request, serial ticketfmt.Serial) (int, error) {
 }
 
 // handleEvents is the watching handset's long poll: it answers at once
-// when tickets are due to the card, else when an order makes some due, else
+// when tickets are due to the card, else when an order makes some due (an
+// order this process takes, or with a store.Notifier any process), else
 // 204 after the wait (?wait=SECONDS, at most the server's MaxWait).
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	serial, err := parseSerial(r)
@@ -362,32 +322,44 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		wait = min(d, wait)
 	}
-	ch, stop := s.broker.wait(serial)
-	defer stop()
-	n, err := s.due(r, serial)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if n == 0 {
-		timer := time.NewTimer(wait)
-		defer timer.Stop()
-		select {
-		case <-ch:
-			if n, err = s.due(r, serial); err != nil {
-				s.fail(w, r, err)
-				return
-			}
-		case <-timer.C:
-		case <-r.Context().Done():
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	for {
+		// Subscribe first, then look: an order committed after the look
+		// wakes this waiter.
+		ch, stop := s.broker.wait(serial)
+		n, err := s.due(r, serial)
+		if err != nil {
+			stop()
+			s.fail(w, r, err)
 			return
 		}
+		if n > 0 {
+			stop()
+			writeJSON(w, http.StatusOK, api.EventAnswer{Due: n})
+			return
+		}
+		s.metrics.watching.Inc()
+		woken := false
+		select {
+		case <-ch:
+			woken = true
+		case <-deadline.C:
+		case <-r.Context().Done():
+		}
+		s.metrics.watching.Dec()
+		stop()
+		switch {
+		case r.Context().Err() != nil:
+			return
+		case !woken:
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		// Look again: a wake-up says that tickets may be due, not how
+		// many (a sync may have taken them already); and the listener for
+		// other server processes wakes every waiter when it comes back.
 	}
-	if n == 0 {
-		w.WriteHeader(http.StatusNoContent)
-		return
-	}
-	writeJSON(w, http.StatusOK, api.EventAnswer{Due: n})
 }
 
 func stepOf(s box.Step) api.Step {

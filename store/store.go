@@ -26,6 +26,9 @@ var (
 	// ErrConflict means a conditional change found the row in another state
 	// than expected: a concurrent change won; nothing was written.
 	ErrConflict = errors.New("store: conflicting change")
+	// ErrClosed means the store was closed: Notifier.Listen after (or
+	// during) Close returns it, and should not be called again.
+	ErrClosed = errors.New("store: closed")
 )
 
 // Store is the database. Implementations are safe for concurrent use.
@@ -39,6 +42,27 @@ type Store interface {
 	View(ctx context.Context, fn func(tx Tx) error) error
 	// Close closes the database.
 	Close() error
+}
+
+// Notifier is implemented by a store that several server processes share
+// (store/postgres): what a transaction announces with Tx.NotifyDue reaches
+// every process's Listen when it commits, so that a handset watching one
+// process learns of an order another one took. A store for one process
+// (store/sqlite) does not implement it: that process wakes its own
+// watchers.
+type Notifier interface {
+	// Listen listens for the NotifyDue of committed transactions, from any
+	// process on the database, until ctx is done, the connection it
+	// listens on fails or the store is closed, and returns why: ctx's
+	// error, the failure (the caller may call Listen again) or ErrClosed.
+	//
+	// It calls listening once it listens: a NotifyDue committed after that
+	// reaches due; one committed before, or while no Listen was listening,
+	// is lost, so the caller should then look again at what it waits for.
+	// It calls due with the serial of each NotifyDue, in commit order (a
+	// serial announced twice may come once or twice). Both callbacks are
+	// called one at a time from Listen's goroutine and must not block.
+	Listen(ctx context.Context, listening func(), due func(serial ticketfmt.Serial)) error
 }
 
 // Card is a card as the store keeps it: the box's view and the card's
@@ -120,4 +144,10 @@ type Tx interface {
 	// DenyList returns the IDs of every ticket in state Checked, in
 	// ascending order.
 	DenyList(ctx context.Context) ([]ticketfmt.ID, error)
+
+	// NotifyDue announces that tickets became due to serial's card, to
+	// every Notifier.Listen on the database when the transaction commits;
+	// a transaction rolled back announces nothing. A store that is not a
+	// Notifier does nothing. Call it in Update.
+	NotifyDue(ctx context.Context, serial ticketfmt.Serial) error
 }

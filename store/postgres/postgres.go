@@ -8,6 +8,10 @@
 // conditional updates that see the latest committed state. Update runs fn
 // again after a deadlock or serialisation failure. Read-only transactions
 // (View) run at REPEATABLE READ READ ONLY: one snapshot, no writes.
+//
+// It is a store.Notifier: Tx.NotifyDue is a NOTIFY on a channel of the
+// store's schema, delivered at commit to every process's Listen (LISTEN on
+// a connection of its own, outside the pool).
 package postgres
 
 import (
@@ -16,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -41,9 +46,24 @@ const (
 // Store is a PostgreSQL database. It is safe for concurrent use.
 type Store struct {
 	pool *pgxpool.Pool
+	// channel is the NOTIFY channel of NotifyDue and Listen: one per
+	// schema, so that deployments sharing a database apart do not hear
+	// each other.
+	channel string
+	// ping is how long Listen waits for a notification before it pings.
+	ping time.Duration
+
+	mu        sync.Mutex
+	closed    bool
+	closing   context.Context    // done when Close starts: Listen returns
+	cancel    context.CancelFunc // ends closing
+	listeners sync.WaitGroup     // Listen calls under way
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store    = (*Store)(nil)
+	_ store.Notifier = (*Store)(nil)
+)
 
 // Open connects to the database at url (postgres://user@host/db?…, any
 // pgx or pgxpool parameter, e.g. pool_max_conns, search_path) and brings
@@ -58,13 +78,18 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	s := &Store{pool: pool}
+	s := &Store{pool: pool, ping: listenPing}
+	s.closing, s.cancel = context.WithCancel(context.Background())
 	if err := pool.Ping(ctx); err != nil {
-		pool.Close()
+		s.Close()
 		return nil, fmt.Errorf("postgres: connect to %s: %w", cfg.ConnConfig.Host, err)
 	}
 	if err := s.migrate(ctx); err != nil {
-		pool.Close()
+		s.Close()
+		return nil, err
+	}
+	if s.channel, err = s.dueChannel(ctx); err != nil {
+		s.Close()
 		return nil, err
 	}
 	return s, nil
@@ -125,7 +150,7 @@ func (s *Store) migrate(ctx context.Context) error {
 func (s *Store) Update(ctx context.Context, fn func(tx store.Tx) error) error {
 	opts := pgx.TxOptions{IsoLevel: pgx.ReadCommitted, AccessMode: pgx.ReadWrite}
 	for i := 1; ; i++ {
-		err := s.once(ctx, opts, func(tx pgx.Tx) error { return fn(&txn{tx: tx}) })
+		err := s.once(ctx, opts, func(tx pgx.Tx) error { return fn(&txn{tx: tx, channel: s.channel}) })
 		if err == nil || !retryable(err) || i == attempts || ctx.Err() != nil {
 			return err
 		}
@@ -144,7 +169,7 @@ func (s *Store) Update(ctx context.Context, fn func(tx store.Tx) error) error {
 // writes in it fail.
 func (s *Store) View(ctx context.Context, fn func(tx store.Tx) error) error {
 	opts := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
-	return s.once(ctx, opts, func(tx pgx.Tx) error { return fn(&txn{tx: tx}) })
+	return s.once(ctx, opts, func(tx pgx.Tx) error { return fn(&txn{tx: tx, channel: s.channel}) })
 }
 
 // once runs fn in one transaction, committed if fn returns nil.
@@ -169,8 +194,14 @@ func (s *Store) once(ctx context.Context, opts pgx.TxOptions, fn func(tx pgx.Tx)
 	return nil
 }
 
-// Close closes the connections.
+// Close ends the Listen calls under way, waits for them to return, and
+// closes the connections. Closing again does nothing.
 func (s *Store) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.cancel()
+	s.mu.Unlock()
+	s.listeners.Wait()
 	s.pool.Close()
 	return nil
 }

@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"net/url"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -166,4 +167,163 @@ func TestRetriesDeadlock(t *testing.T) {
 		}
 		return nil
 	}))
+}
+
+// openSchema opens a store on a fresh schema and returns it with the
+// schema's name.
+func openSchema(t *testing.T) (*postgres.Store, string) {
+	t.Helper()
+	u := cluster.Schema(t)
+	s, err := postgres.Open(context.Background(), u)
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	parsed, err := url.Parse(u)
+	require.NoError(t, err)
+	return s, parsed.Query().Get("search_path")
+}
+
+// listener is a Listen call running in a goroutine.
+type listener struct {
+	due  chan ticketfmt.Serial
+	done chan struct{} // closed when Listen has returned err
+	err  error
+}
+
+// listen starts s.Listen and waits until it listens.
+func listen(t *testing.T, ctx context.Context, s *postgres.Store) *listener {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
+	l := &listener{due: make(chan ticketfmt.Serial, 16), done: make(chan struct{})}
+	listening := make(chan struct{})
+	go func() {
+		defer close(l.done)
+		l.err = s.Listen(ctx, func() { close(listening) }, func(serial ticketfmt.Serial) { l.due <- serial })
+	}()
+	select {
+	case <-listening:
+	case <-l.done:
+		t.Fatalf("Listen returned before listening: %v", l.err)
+	case <-ctx.Done():
+		t.Fatal("Listen is not listening")
+	}
+	t.Cleanup(func() {
+		cancel()
+		<-l.done
+	})
+	return l
+}
+
+func notifyDue(t *testing.T, ctx context.Context, s *postgres.Store, serial ticketfmt.Serial) {
+	t.Helper()
+	require.NoError(t, s.Update(ctx, func(tx store.Tx) error { return tx.NotifyDue(ctx, serial) }))
+}
+
+// expect waits for serial's notification.
+func (l *listener) expect(t *testing.T, ctx context.Context, serial ticketfmt.Serial) {
+	t.Helper()
+	select {
+	case got := <-l.due:
+		require.Equal(t, serial, got)
+	case <-l.done:
+		t.Fatalf("Listen returned: %v", l.err)
+	case <-ctx.Done():
+		t.Fatalf("%v was not delivered", serial)
+	}
+}
+
+// listenerPIDs returns the backends listening on schema's channel.
+func listenerPIDs(t *testing.T, ctx context.Context, schema string) []int32 {
+	t.Helper()
+	conn, err := pgx.Connect(ctx, cluster.URL)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT pid FROM pg_stat_activity
+		WHERE state = 'idle' AND query LIKE 'LISTEN %' AND strpos(query, $1) > 0 ORDER BY pid`, schema)
+	require.NoError(t, err)
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	require.NoError(t, err)
+	return pids
+}
+
+// TestListenSchemasApart: stores on two schemas of one database hear only
+// their own schema's notifications.
+func TestListenSchemasApart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s1, _ := openSchema(t)
+	s2, _ := openSchema(t)
+	l1, l2 := listen(t, ctx, s1), listen(t, ctx, s2)
+	notifyDue(t, ctx, s1, storetest.Serial(1))
+	notifyDue(t, ctx, s2, storetest.Serial(2))
+	l1.expect(t, ctx, storetest.Serial(1))
+	l2.expect(t, ctx, storetest.Serial(2))
+	select {
+	case serial := <-l1.due:
+		t.Errorf("the first schema's listener heard %v", serial)
+	case serial := <-l2.due:
+		t.Errorf("the second schema's listener heard %v", serial)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+// TestListenConnectionLost: Listen returns an error (not ctx's) when its
+// connection is cut, and a new Listen hears again.
+func TestListenConnectionLost(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s, schema := openSchema(t)
+	l := listen(t, ctx, s)
+	pids := listenerPIDs(t, ctx, schema)
+	require.Len(t, pids, 1)
+	conn, err := pgx.Connect(ctx, cluster.URL)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, `SELECT pg_terminate_backend($1)`, pids[0])
+	require.NoError(t, err)
+	select {
+	case <-l.done:
+		require.Error(t, l.err)
+		require.NotErrorIs(t, l.err, context.Canceled)
+		require.NotErrorIs(t, l.err, store.ErrClosed)
+	case <-ctx.Done():
+		t.Fatal("Listen did not notice that its connection was cut")
+	}
+	l = listen(t, ctx, s)
+	notifyDue(t, ctx, s, storetest.Serial(1))
+	l.expect(t, ctx, storetest.Serial(1))
+}
+
+// TestListenPings: a listener that pings between notifications (here
+// often) still hears them.
+func TestListenPings(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s, _ := openSchema(t)
+	postgres.SetListenPing(s, 10*time.Millisecond)
+	l := listen(t, ctx, s)
+	time.Sleep(200 * time.Millisecond)
+	notifyDue(t, ctx, s, storetest.Serial(1))
+	l.expect(t, ctx, storetest.Serial(1))
+	time.Sleep(100 * time.Millisecond)
+	notifyDue(t, ctx, s, storetest.Serial(2))
+	l.expect(t, ctx, storetest.Serial(2))
+}
+
+// TestListenClose: Close ends the Listen calls under way (ErrClosed) and
+// their connections; a Listen after Close returns ErrClosed at once.
+func TestListenClose(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s, schema := openSchema(t)
+	l := listen(t, ctx, s)
+	require.NoError(t, s.Close())
+	select {
+	case <-l.done:
+		require.ErrorIs(t, l.err, store.ErrClosed)
+	case <-ctx.Done():
+		t.Fatal("Listen did not return when the store closed")
+	}
+	require.ErrorIs(t, s.Listen(ctx, func() { t.Error("listening after Close") }, func(ticketfmt.Serial) {}), store.ErrClosed)
+	require.Eventually(t, func() bool { return len(listenerPIDs(t, ctx, schema)) == 0 }, 5*time.Second, 10*time.Millisecond,
+		"the listener's connection is closed")
 }

@@ -18,7 +18,8 @@ import (
 // returns leaves the transaction usable: those cases are found without a
 // failing statement (which would abort a PostgreSQL transaction).
 type txn struct {
-	tx pgx.Tx
+	tx      pgx.Tx
+	channel string // Store.channel
 }
 
 var _ store.Tx = (*txn)(nil)

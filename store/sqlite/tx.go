@@ -492,3 +492,7 @@ func (t *txn) DenyList(ctx context.Context) ([]ticketfmt.ID, error) {
 	}
 	return ids, nil
 }
+
+// NotifyDue does nothing: a SQLite database serves one server process,
+// which wakes its own watching handsets (the store is no store.Notifier).
+func (t *txn) NotifyDue(context.Context, ticketfmt.Serial) error { return nil }

@@ -54,6 +54,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"DeliveriesGetDistinctCounters", testDistinctCounters},
 		{"TwoCardsInParallel", testTwoCards},
 		{"ConcurrentInserts", testConcurrentInserts},
+		{"NotifyDue", testNotifyDue},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
@@ -1018,4 +1019,78 @@ func testConcurrentInserts(t *testing.T, s store.Store) {
 		}
 		return nil
 	})
+}
+
+// testNotifyDue: NotifyDue leaves the transaction usable. A store.Notifier
+// delivers what committed transactions announced, at commit and in commit
+// order, and nothing of a rolled-back one; Listen returns ctx's error when
+// ctx is done.
+func testNotifyDue(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	a, b, c := Serial(150), Serial(151), Serial(152)
+	n, notifier := s.(store.Notifier)
+	got := make(chan ticketfmt.Serial, 16)
+	if notifier {
+		listening := make(chan struct{})
+		lctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() {
+			done <- n.Listen(lctx, func() { close(listening) }, func(serial ticketfmt.Serial) {
+				select {
+				case got <- serial:
+				default: // more than the test sends: seen below
+				}
+			})
+		}()
+		select {
+		case <-listening:
+		case err := <-done:
+			t.Fatalf("Listen returned before listening: %v", err)
+		case <-ctx.Done():
+			t.Fatal("Listen is not listening")
+		}
+		// Registered after the store's Close: runs before it.
+		t.Cleanup(func() {
+			cancel()
+			assert.ErrorIs(t, <-done, context.Canceled)
+		})
+	}
+
+	update(t, s, func(tx store.Tx) error {
+		require.NoError(t, tx.NotifyDue(ctx, a))
+		if notifier {
+			select {
+			case serial := <-got:
+				t.Errorf("%v delivered before the transaction committed", serial)
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		// The transaction goes on.
+		_, err := tx.LockCard(ctx, a)
+		return err
+	})
+	getCard(t, s, a)
+	boom := errors.New("boom")
+	require.ErrorIs(t, s.Update(ctx, func(tx store.Tx) error {
+		require.NoError(t, tx.NotifyDue(ctx, b))
+		return boom
+	}), boom)
+	update(t, s, func(tx store.Tx) error { return tx.NotifyDue(ctx, c) })
+	if !notifier {
+		return
+	}
+	// Commit order, and b (rolled back) would have come between.
+	for _, want := range []ticketfmt.Serial{a, c} {
+		select {
+		case serial := <-got:
+			require.Equal(t, want, serial)
+		case <-ctx.Done():
+			t.Fatalf("%v was not delivered", want)
+		}
+	}
+	select {
+	case serial := <-got:
+		t.Errorf("%v delivered once too often", serial)
+	case <-time.After(50 * time.Millisecond):
+	}
 }
