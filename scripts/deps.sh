@@ -2,7 +2,8 @@
 # deps.sh: install what simtix needs on a fresh Debian machine, only what is
 # missing. Usage: scripts/deps.sh [go|pcsc|postgres|test|all]
 #   go    the Go toolchain check and the Go modules (default)
-#   pcsc  pcscd, vsmartcard-vpcd, libpcsclite-dev, pcsc-tools, opensc
+#   pcsc  pcscd, vsmartcard-vpcd, libpcsclite-dev, pcsc-tools, opensc, and
+#         Debian's Python virtual card (vsmartcard-vpicc, python3-pycryptodome)
 #   postgres  Debian's postgresql (scripts/postgres.sh runs a private cluster)
 #   test  what `make test` needs
 #   all   everything (alias of test today)
@@ -45,10 +46,13 @@ need_go() {
 }
 
 # need_pcsc: pcscd with the vsmartcard virtual reader, the PC/SC headers
-# for cgo (github.com/ebfe/scard), and the PC/SC clients the interop tests
-# run (pcsc_scan, scriptor from pcsc-tools; opensc-tool from opensc).
+# for cgo (github.com/ebfe/scard), the PC/SC clients the interop tests
+# run (pcsc_scan, scriptor from pcsc-tools; opensc-tool from opensc), and
+# vsmartcard's Python virtual card (vicc), the peer card of BenchmarkPCSC
+# (scripts/vicc.sh runs it), with the pycryptodome it imports.
 need_pcsc() {
-	apt_need pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools opensc pkg-config
+	apt_need pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools opensc pkg-config \
+		vsmartcard-vpicc python3-virtualsmartcard python3-pycryptodome
 }
 
 case "$want" in

@@ -20,6 +20,13 @@ import (
 // ErrNoReader means a reader name that PC/SC does not know.
 var ErrNoReader = errors.New("pcsc: no such reader")
 
+// ErrCardInUse means another connection keeps this one off the card: it
+// holds the card exclusively, or this one asked for the card exclusively
+// while another holds it at all (PC/SC's sharing violation). pcsc-lite
+// answers at once, without waiting for the other to let go; try again
+// after it has disconnected.
+var ErrCardInUse = errors.New("pcsc: card in use by another connection")
+
 // wrap turns a PC/SC error into one that matches hostlib's transport
 // errors with errors.Is (and still matches the scard.Error itself).
 func wrap(op string, err error) error {
@@ -37,6 +44,8 @@ func wrap(op string, err error) error {
 		kind = hostlib.ErrReaderGone
 	case scard.ErrUnknownReader:
 		kind = ErrNoReader
+	case scard.ErrSharingViolation:
+		kind = ErrCardInUse
 	default:
 		return fmt.Errorf("pcsc: %s: %w", op, se)
 	}
@@ -181,10 +190,13 @@ func (c *Context) Connect(reader string, opts ConnectOptions) (*Card, error) {
 func (k *Card) Reader() string { return k.reader }
 
 // Transmit implements hostlib.Transport. A command that has reached the
-// card is not interrupted when ctx ends: PC/SC cannot take it back. After a
-// reset by another program it reconnects and returns an error matching
-// hostlib.ErrCardReset: the card's volatile state (selection) is gone, and
-// the command was not sent.
+// card is not interrupted when ctx ends: PC/SC cannot take it back. While
+// another connection holds a transaction on the card (Transaction), the
+// command waits in pcsc-lite until that ends, and ctx does not cut the
+// wait short either: given up, the command would still reach the card
+// later. After a reset by another program it reconnects and
+// returns an error matching hostlib.ErrCardReset: the card's volatile state
+// (selection) is gone, and the command was not sent.
 func (k *Card) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -252,15 +264,36 @@ func (k *Card) Reconnect(ctx context.Context, reset bool) error {
 	return nil
 }
 
-// Transaction runs fn with the card to itself: no other program's command
-// comes between fn's commands.
+// Transaction runs fn with the card to itself: no other connection's
+// command comes between fn's commands (theirs wait until fn has returned),
+// and no other connection's transaction begins. If another connection holds
+// a transaction, Transaction first waits for its end, or until ctx is done:
+// then fn is not run, the error matches ctx.Err(), and this Card's other
+// calls wait until the other transaction has ended.
 func (k *Card) Transaction(ctx context.Context, fn func() error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	k.mu.Lock()
-	err := k.card.BeginTransaction()
-	k.mu.Unlock()
+	// pcsc-lite's begin waits in the library, which nothing interrupts:
+	// wait for it here, so that ctx can end the wait.
+	begun := make(chan error, 1)
+	go func() { begun <- k.card.BeginTransaction() }()
+	var err error
+	select {
+	case err = <-begun:
+		k.mu.Unlock()
+	case <-ctx.Done():
+		// Given up: once the other transaction ends, this one begins;
+		// end it at once, and only then let this Card's other calls in.
+		go func() {
+			if err := <-begun; err == nil {
+				_ = k.card.EndTransaction(scard.LeaveCard)
+			}
+			k.mu.Unlock()
+		}()
+		return fmt.Errorf("pcsc: begin transaction: %w", ctx.Err())
+	}
 	if err != nil {
 		return wrap("begin transaction", err)
 	}
