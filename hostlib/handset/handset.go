@@ -44,7 +44,8 @@ type Result struct {
 	Planned int
 	// Refused is the status word of the first step the card refused, or 0.
 	Refused apdu.StatusWord
-	// Status is the card's status after the sync.
+	// Status is the card's status after the sync, as the closing BEGIN
+	// SYNC reported it to the box.
 	Status cardproto.StatusTemplate
 	// Waiting is the number of the card's tickets left in the box.
 	Waiting int
@@ -66,7 +67,7 @@ func (h *Handset) Sync(ctx context.Context, ex *Exchange) (Result, error) {
 	}
 	serial := fci.Status.Serial
 	res := Result{Serial: serial}
-	ans, err := h.round(ctx, serial, false, ex)
+	_, ans, err := h.round(ctx, serial, false, ex)
 	if err != nil {
 		return res, err
 	}
@@ -87,40 +88,37 @@ func (h *Handset) Sync(ctx context.Context, ex *Exchange) (Result, error) {
 		}
 		res.Steps++
 	}
-	closing, err := h.round(ctx, serial, true, nil)
+	card, closing, err := h.round(ctx, serial, true, nil)
 	if err != nil {
 		return res, err
 	}
-	res.Waiting, res.Session = closing.Waiting, closing.Session
-	st, err := h.Card.Status(ctx)
-	if err != nil {
-		return res, fmt.Errorf("handset: status: %w", err)
-	}
-	res.Status = st
+	// The status the box settled on: a change after it (a gate's check)
+	// raises a notification of its own.
+	res.Waiting, res.Session, res.Status = closing.Waiting, closing.Session, card.Status
 	return res, nil
 }
 
 // round is one challenge, BEGIN SYNC, LIST and answer of the box,
 // started over if the box finds that LIST changed under it.
-func (h *Handset) round(ctx context.Context, serial ticketfmt.Serial, final bool, ex *Exchange) (api.SyncAnswer, error) {
+func (h *Handset) round(ctx context.Context, serial ticketfmt.Serial, final bool, ex *Exchange) (cardproto.SyncAnswer, api.SyncAnswer, error) {
 	for attempt := 0; ; attempt++ {
 		ch, err := h.Box.Challenge(ctx, serial)
 		if err != nil {
-			return api.SyncAnswer{}, fmt.Errorf("handset: challenge: %w", err)
+			return cardproto.SyncAnswer{}, api.SyncAnswer{}, fmt.Errorf("handset: challenge: %w", err)
 		}
 		raw, err := hex.DecodeString(ch.Challenge)
 		if err != nil || len(raw) != cardkeys.ChallengeSize {
-			return api.SyncAnswer{}, fmt.Errorf("handset: the box's challenge %q is not 16 bytes of hex", ch.Challenge)
+			return cardproto.SyncAnswer{}, api.SyncAnswer{}, fmt.Errorf("handset: the box's challenge %q is not 16 bytes of hex", ch.Challenge)
 		}
 		var c [cardkeys.ChallengeSize]byte
 		copy(c[:], raw)
-		_, e4, err := h.Card.BeginSync(ctx, c)
+		card, e4, err := h.Card.BeginSync(ctx, c)
 		if err != nil {
-			return api.SyncAnswer{}, fmt.Errorf("handset: BEGIN SYNC: %w", err)
+			return cardproto.SyncAnswer{}, api.SyncAnswer{}, fmt.Errorf("handset: BEGIN SYNC: %w", err)
 		}
 		_, list, err := h.Card.List(ctx)
 		if err != nil {
-			return api.SyncAnswer{}, fmt.Errorf("handset: LIST: %w", err)
+			return cardproto.SyncAnswer{}, api.SyncAnswer{}, fmt.Errorf("handset: LIST: %w", err)
 		}
 		ans, err := h.Box.Sync(ctx, serial, api.SyncRequest{Challenge: ch.Challenge, BeginSync: hex.EncodeToString(e4),
 			List: hex.EncodeToString(list), Final: final, Exchange: ex})
@@ -129,9 +127,9 @@ func (h *Handset) round(ctx context.Context, serial ticketfmt.Serial, final bool
 			continue
 		}
 		if err != nil {
-			return api.SyncAnswer{}, fmt.Errorf("handset: sync: %w", err)
+			return cardproto.SyncAnswer{}, api.SyncAnswer{}, fmt.Errorf("handset: sync: %w", err)
 		}
-		return ans, nil
+		return card, ans, nil
 	}
 }
 
@@ -166,4 +164,23 @@ func command(st api.Step) (apdu.Command, error) {
 		return cardproto.Delete(id, *st.ExpectedState, a, mac), nil
 	}
 	return apdu.Command{}, fmt.Errorf("handset: unknown step %q", st.Op)
+}
+
+// SignIn wins a holder's session for the card without running a plan: one
+// challenge, BEGIN SYNC and LIST, sent as a closing round, which the box
+// settles and answers with a session. It returns the session and the
+// card's serial.
+func (h *Handset) SignIn(ctx context.Context) (string, ticketfmt.Serial, error) {
+	fci, err := h.Card.Select(ctx)
+	if err != nil {
+		return "", ticketfmt.Serial{}, fmt.Errorf("handset: select: %w", err)
+	}
+	if fci.Status == nil {
+		return "", ticketfmt.Serial{}, errors.New("handset: the card gave no status: is this the contact interface?")
+	}
+	_, ans, err := h.round(ctx, fci.Status.Serial, true, nil)
+	if err != nil {
+		return "", fci.Status.Serial, err
+	}
+	return ans.Session, fci.Status.Serial, nil
 }
