@@ -55,13 +55,16 @@ func TestUsageErrorsExit2(t *testing.T) {
 
 func TestDemo(t *testing.T) {
 	code, out, errOut := simtix(t, "demo")
-	require.Equal(t, 0, code, errOut)
+	require.Equal(t, 0, code, "%s\n%s", errOut, out)
 	assert.Contains(t, out, "signature: verified")
 	assert.Contains(t, out, "signature does not verify")
 	assert.Contains(t, out, "carrier binding")
-	assert.Contains(t, out, "6A84 (not enough memory)")
-	assert.Contains(t, out, "receipt verifies")
-	assert.Contains(t, out, "notification 1")
+	assert.Contains(t, out, "11 go straight to the card (direct) and 13 wait in the virtual ticket box")
+	assert.Equal(t, 24, strings.Count(out, "ACCEPTED"))
+	assert.NotContains(t, out, "REFUSED")
+	assert.Contains(t, out, "box → handset: 11 tickets due to the card")
+	assert.Contains(t, out, "the deny list now names 24 checked tickets")
+	assert.Contains(t, out, "Every one of the 24 tickets was checked exactly once (24 checked)")
 }
 
 func TestTicketExplainVector(t *testing.T) {

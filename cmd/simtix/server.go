@@ -15,6 +15,9 @@ import (
 
 	"github.com/simtix/simtix/api"
 	"github.com/simtix/simtix/apiclient"
+	"github.com/simtix/simtix/applet"
+	"github.com/simtix/simtix/hostlib"
+	"github.com/simtix/simtix/hostlib/handset"
 	"github.com/simtix/simtix/internal/corpus"
 	"github.com/simtix/simtix/issuer"
 	"github.com/simtix/simtix/server"
@@ -74,6 +77,7 @@ gate.token, and writes the issuer's public keys to issuer-keys.pem for gates.
 			if err != nil {
 				return err
 			}
+			defer srv.Close()
 			return srv.ListenAndServe(ctx, listen, func(a net.Addr) {
 				fmt.Fprintf(cmd.OutOrStdout(), "simtix server on http://%v (database %s, data dir %s); stop with Ctrl-C\n", a, what, dataDir)
 			})
@@ -196,21 +200,61 @@ retried command would order again: give one to make retries safe.`,
 
 func newTicketsCmd() *cobra.Command {
 	var serverURL, tokenFile, carrier string
+	var card cardFlags
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "tickets --server URL --carrier SERIAL_OR_MSISDN --token-file FILE",
+		Use:   "tickets --server URL [--carrier SERIAL_OR_MSISDN] (--token-file FILE | --reader NAME | --image FILE)",
 		Short: "Every ticket of a carrier and where it is",
-		Args:  noArgs,
+		Long: `Every ticket of a carrier and where it is (on the card, in the box, being
+delivered or returned, checked), as an operator (--token-file, with
+--carrier), or as the holder signed in with the card (--reader or --image:
+the card answers the box's challenge with BEGIN SYNC, and the box settles
+its view of the card; nothing is stored or deleted). The holder sees only
+the card's own tickets; --carrier may then be left out.`,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			token, err := readToken(tokenFile)
-			if err != nil {
-				return err
+			ctx := cmd.Context()
+			given := 0
+			for _, s := range []string{tokenFile, card.reader, card.image} {
+				if s != "" {
+					given++
+				}
 			}
-			c, err := apiclient.New(serverURL, token, nil)
+			if given != 1 {
+				return usagef("sign in with one of --token-file (operator), --reader or --image (the holder's card)")
+			}
+			c, err := apiclient.New(serverURL, "", nil)
 			if err != nil {
 				return usageError{err}
 			}
-			ans, err := c.Tickets(cmd.Context(), carrier)
+			if tokenFile != "" {
+				if carrier == "" {
+					return usagef("--carrier is required with --token-file")
+				}
+				token, err := readToken(tokenFile)
+				if err != nil {
+					return err
+				}
+				c = c.WithToken(token)
+			} else {
+				oc, err := card.open(ctx, applet.Contact)
+				if err != nil {
+					return err
+				}
+				h := &handset.Handset{Card: hostlib.NewApplet(oc, hostlib.ClientOptions{}), Box: c}
+				session, serial, err := h.SignIn(ctx)
+				if cerr := oc.Close(); err == nil {
+					err = cerr
+				}
+				if err != nil {
+					return fmt.Errorf("signing in with the card: %w", err)
+				}
+				c = c.WithToken(session)
+				if carrier == "" {
+					carrier = serial.String()
+				}
+			}
+			ans, err := c.Tickets(ctx, carrier)
 			if err != nil {
 				return err
 			}
@@ -220,12 +264,13 @@ func newTicketsCmd() *cobra.Command {
 			return printTickets(cmd, ans)
 		},
 	}
-	cmd.Flags().StringVar(&serverURL, "server", "http://127.0.0.1:8080", "server URL")
-	cmd.Flags().StringVar(&tokenFile, "token-file", "", "operator token file (DATA_DIR/operator.token)")
-	cmd.Flags().StringVar(&carrier, "carrier", "", "card serial or registered MSISDN")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON document")
-	_ = cmd.MarkFlagRequired("carrier")
-	_ = cmd.MarkFlagRequired("token-file")
+	f := cmd.Flags()
+	f.StringVar(&serverURL, "server", "http://127.0.0.1:8080", "server URL")
+	f.StringVar(&tokenFile, "token-file", "", "operator token file (DATA_DIR/operator.token)")
+	f.StringVar(&carrier, "carrier", "", "card serial or registered MSISDN")
+	f.StringVar(&card.reader, "reader", "", "sign in as the holder with the card in this PC/SC reader (contact)")
+	f.StringVar(&card.image, "image", "", "sign in as the holder with this card image")
+	f.BoolVar(&asJSON, "json", false, "print one JSON document")
 	return cmd
 }
 

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/simtix/simtix/applet"
+	"github.com/simtix/simtix/emulator"
+	"github.com/simtix/simtix/hostlib"
+	"github.com/simtix/simtix/hostlib/pcsc"
+)
+
+// cardFlags are the two ways a role command reaches a card: a PC/SC reader
+// or a card image run in-process.
+type cardFlags struct {
+	reader string
+	image  string
+}
+
+// check returns a usage error unless exactly one of the two is given.
+func (f cardFlags) check() error {
+	if (f.reader == "") == (f.image == "") {
+		return usagef("give the card as --reader NAME or --image FILE (one of them)")
+	}
+	return nil
+}
+
+// openedCard is a card reached by a role command.
+type openedCard struct {
+	hostlib.Transport
+	// emulated is the in-process card behind --image, else nil.
+	emulated *emulator.Card
+	close    func() error
+}
+
+// Close releases the card (and saves an image).
+func (c *openedCard) Close() error { return c.close() }
+
+// open reaches the card on interface i: the image powered on that
+// interface, or the reader's card (waiting for one to be presented until
+// ctx ends).
+func (f cardFlags) open(ctx context.Context, i applet.Interface) (*openedCard, error) {
+	if f.image != "" {
+		card, err := emulator.Open(f.image, emulator.Options{})
+		if err != nil {
+			return nil, err
+		}
+		if _, err := card.PowerOn(ctx, i); err != nil {
+			return nil, errors.Join(err, card.Close())
+		}
+		return &openedCard{Transport: card.Port(i), emulated: card, close: card.Close}, nil
+	}
+	pc, err := pcsc.Open()
+	if err != nil {
+		return nil, err
+	}
+	if err := pc.WaitCard(ctx, f.reader); err != nil {
+		return nil, errors.Join(fmt.Errorf("waiting for a card in %q: %w", f.reader, err), pc.Close())
+	}
+	card, err := pc.Connect(f.reader, pcsc.ConnectOptions{})
+	if err != nil {
+		return nil, errors.Join(err, pc.Close())
+	}
+	return &openedCard{Transport: card, close: func() error { return errors.Join(card.Close(), pc.Close()) }}, nil
+}
