@@ -193,8 +193,20 @@ do_stop() {
 	fi
 }
 
+# reserve_ports keeps the kernel from giving the vpcd ports to outgoing
+# connections (they lie in its ephemeral range), when it may (root, a
+# writable /proc/sys); otherwise a busy port makes start try again.
+reserve_ports() {
+	local f=/proc/sys/net/ipv4/ip_local_reserved_ports range cur
+	range="$base_port-$((base_port + 15))"
+	[ -w "$f" ] || return 0
+	cur=$(cat "$f" 2>/dev/null) || return 0
+	case ",$cur," in *",$range,"*) return 0 ;; esac
+	echo "${cur:+$cur,}$range" >"$f" 2>/dev/null || true
+}
+
 do_start() {
-	local slots=$1 pid f args i port missing
+	local slots=$1 attempt=${2:-1} pid f args i port missing
 	if pid=$(ours); then
 		if [ "$(cat "$slotsfile" 2>/dev/null)" = "$slots" ]; then
 			say "already running (pid $pid, $slots slots)"
@@ -211,6 +223,7 @@ do_start() {
 	"$root/scripts/deps.sh" pcsc
 	command -v pcscd >/dev/null 2>&1 || die "pcscd is not installed (scripts/deps.sh pcsc did not install it)"
 
+	reserve_ports
 	mkdir -p "$run"
 	rm -f "$pidfile" "$slotsfile"
 	[ -e "$sock" ] && rm -f "$sock" # stale: no pcscd runs
@@ -238,9 +251,18 @@ do_start() {
 		# A reader that cannot open its port (taken by another program)
 		# never comes: say so at once.
 		if grep -qE 'init failed|Could not initialize connection' "$logfile" 2>/dev/null; then
+			do_stop >/dev/null
+			# An outgoing connection may hold the port for a moment
+			# (the vpcd ports lie in the kernel's ephemeral range):
+			# try again before giving up.
+			if ((attempt < 3)); then
+				say "a vpcd port was busy; starting again"
+				sleep 1
+				do_start "$slots" $((attempt + 1))
+				return
+			fi
 			printf 'pcscd.sh: pcscd (pid %s) could not start a vpcd reader (is a vpcd port in use by another program?)\n' "$pid" >&2
 			log_tail
-			do_stop >/dev/null
 			exit 1
 		fi
 		missing=""
