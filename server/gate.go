@@ -3,10 +3,10 @@ package server
 import (
 	"errors"
 	"fmt"
-	"github.com/simtix/simtix/api"
 	"net/http"
 	"strings"
 
+	"github.com/simtix/simtix/api"
 	"github.com/simtix/simtix/box"
 	"github.com/simtix/simtix/cardkeys"
 	"github.com/simtix/simtix/cardproto"

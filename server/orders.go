@@ -6,11 +6,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"github.com/simtix/simtix/api"
 	"net/http"
 	"regexp"
 	"strings"
 
+	"github.com/simtix/simtix/api"
 	"github.com/simtix/simtix/box"
 	"github.com/simtix/simtix/store"
 	"github.com/simtix/simtix/ticketfmt"

@@ -9,11 +9,11 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
-	"github.com/simtix/simtix/api"
 	"net/http"
 	"strings"
 	"time"
 
+	"github.com/simtix/simtix/api"
 	"github.com/simtix/simtix/box"
 	"github.com/simtix/simtix/cardkeys"
 	"github.com/simtix/simtix/cardproto"

@@ -33,12 +33,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/simtix/simtix/internal/durable"
 )
 
 // Image is what an image file holds.
@@ -105,7 +105,7 @@ func Create(path string, img Image) (err error) {
 	if _, err := os.Lstat(path); err == nil {
 		return fmt.Errorf("card image %s: %w", path, ErrExists)
 	} else if !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("card image %s: cannot create: %w", path, bare(err))
+		return fmt.Errorf("card image %s: cannot create: %w", path, durable.Bare(err))
 	}
 	// Holding the lock while the temporary file exists keeps Open's clean-up
 	// of stray temporary files away from it.
@@ -153,7 +153,7 @@ func Open(path string) (*File, error) {
 	if err == nil {
 		var img Image
 		if img, err = decode(data); err == nil {
-			removeStrayTemps(target)
+			durable.RemoveStrayTemps(target)
 			return &File{path: path, target: target, lock: l, mode: mode, buf: data, img: img}, nil
 		}
 		err = fmt.Errorf("card image %s: %w", path, err)
@@ -260,12 +260,12 @@ func readFile(name, path string) ([]byte, fs.FileMode, error) {
 	// nothing for a regular file.
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return nil, 0, fmt.Errorf("card image %s: cannot open: %w", name, bare(err))
+		return nil, 0, fmt.Errorf("card image %s: cannot open: %w", name, durable.Bare(err))
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return nil, 0, fmt.Errorf("card image %s: cannot read: %w", name, bare(err))
+		return nil, 0, fmt.Errorf("card image %s: cannot read: %w", name, durable.Bare(err))
 	}
 	if !st.Mode().IsRegular() {
 		return nil, 0, fmt.Errorf("card image %s: %w: not a regular file", name, ErrNotImage)
@@ -276,20 +276,12 @@ func readFile(name, path string) ([]byte, fs.FileMode, error) {
 	data := make([]byte, st.Size())
 	n, err := io.ReadFull(f, data)
 	if err != nil && err != io.ErrUnexpectedEOF {
-		return nil, 0, fmt.Errorf("card image %s: cannot read: %w", name, bare(err))
+		return nil, 0, fmt.Errorf("card image %s: cannot read: %w", name, durable.Bare(err))
 	}
 	// A short read (the file shrank under us, which simtix never does to a
 	// file in place) is left for decode to refuse.
 	return data[:n], st.Mode().Perm(), nil
 }
-
-// tempPrefix is the start of the names of path's temporary files; each
-// continues with tempRandLen hexadecimal digits and nothing else.
-func tempPrefix(path string) string {
-	return "." + filepath.Base(path) + ".tmp-"
-}
-
-const tempRandLen = 16
 
 // writeAtomic puts data at path through a temporary file in the same
 // directory: written, synced (if sync), closed, then renamed over path
@@ -300,7 +292,7 @@ const tempRandLen = 16
 // outlives writeAtomic, except in a crash.
 func writeAtomic(path string, data []byte, mode fs.FileMode, sync, replace bool) (published bool, err error) {
 	dir := filepath.Dir(path)
-	tmp, tmpPath, err := createTemp(dir, tempPrefix(path))
+	tmp, tmpPath, err := durable.CreateTemp(dir, durable.TempPrefix(path))
 	if err != nil {
 		return false, err
 	}
@@ -313,21 +305,21 @@ func writeAtomic(path string, data []byte, mode fs.FileMode, sync, replace bool)
 	if mode != 0o600 {
 		if err := tmp.Chmod(mode); err != nil {
 			tmp.Close()
-			return false, bare(err)
+			return false, durable.Bare(err)
 		}
 	}
 	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
-		return false, bare(err)
+		return false, durable.Bare(err)
 	}
 	if sync {
 		if err := tmp.Sync(); err != nil {
 			tmp.Close()
-			return false, bare(err)
+			return false, durable.Bare(err)
 		}
 	}
 	if err := tmp.Close(); err != nil {
-		return false, bare(err)
+		return false, durable.Bare(err)
 	}
 	if replace {
 		err = os.Rename(tmpPath, path)
@@ -336,82 +328,10 @@ func writeAtomic(path string, data []byte, mode fs.FileMode, sync, replace bool)
 		linked = err == nil
 	}
 	if err != nil {
-		return false, bare(err)
+		return false, durable.Bare(err)
 	}
 	if !sync {
 		return true, nil
 	}
-	return true, syncDir(dir)
-}
-
-// createTemp creates a new file named prefix + tempRandLen hex digits in
-// dir, mode 0600.
-func createTemp(dir, prefix string) (*os.File, string, error) {
-	for range 100 {
-		name := filepath.Join(dir, fmt.Sprintf("%s%0*x", prefix, tempRandLen, rand.Uint64()))
-		f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err == nil {
-			return f, name, nil
-		}
-		if !errors.Is(err, fs.ErrExist) {
-			return nil, "", fmt.Errorf("cannot create a temporary file: %w", err)
-		}
-	}
-	return nil, "", fmt.Errorf("cannot create a temporary file in %s: too many name collisions", dir)
-}
-
-// syncDir syncs the directory dir, making a rename or link in it durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	errSync := d.Sync()
-	return errors.Join(errSync, d.Close())
-}
-
-// removeStrayTemps removes the temporary files an interrupted Save or
-// Create left next to the image at path. The caller holds the image's
-// lock, so no save is writing them. Failures are ignored: a stray file is
-// only litter.
-func removeStrayTemps(path string) {
-	dir, prefix := filepath.Dir(path), tempPrefix(path)
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		if isTempName(e.Name(), prefix) && e.Type().IsRegular() {
-			os.Remove(filepath.Join(dir, e.Name()))
-		}
-	}
-}
-
-// isTempName reports whether name is one of createTemp's names for prefix.
-func isTempName(name, prefix string) bool {
-	rest, ok := strings.CutPrefix(name, prefix)
-	if !ok || len(rest) != tempRandLen {
-		return false
-	}
-	for _, c := range []byte(rest) {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
-
-// bare strips the operation and path from an *fs.PathError or
-// *os.LinkError, whose path the caller's message already names; errors.Is
-// still sees the cause (fs.ErrNotExist and the like).
-func bare(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	var le *os.LinkError
-	if errors.As(err, &le) {
-		return le.Err
-	}
-	return err
+	return true, durable.SyncDir(dir)
 }

@@ -20,6 +20,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/simtix/simtix/internal/durable"
 )
 
 // testImage returns an image of pages pages of pageSize bytes whose memory
@@ -349,7 +351,7 @@ func TestKilledMidSave(t *testing.T) {
 		require.NoError(t, err, "iteration %d", i)
 		assert.Contains(t, valid, got, "iteration %d", i)
 		for _, name := range dirNames(t, dir) {
-			sawTemp = sawTemp || isTempName(name, tempPrefix(path))
+			sawTemp = sawTemp || durable.IsTempName(name, durable.TempPrefix(path))
 		}
 		f, err := Open(path)
 		require.NoError(t, err, "iteration %d: the dead process's lock is gone", i)
@@ -557,7 +559,7 @@ func TestCrashMidSaveLeavesOldImage(t *testing.T) {
 	old := testImage(64, 8, "old", 1)
 	require.NoError(t, Create(path, old))
 	next := encode(testImage(64, 8, "next", 2))
-	prefix := tempPrefix(path)
+	prefix := durable.TempPrefix(path)
 	partial := filepath.Join(dir, prefix+"0123456789abcdef")
 	complete := filepath.Join(dir, prefix+"fedcba9876543210")
 	empty := filepath.Join(dir, prefix+"0000000000000000")
@@ -566,7 +568,7 @@ func TestCrashMidSaveLeavesOldImage(t *testing.T) {
 	require.NoError(t, os.WriteFile(empty, nil, 0o600))
 	// Not ours: other names, another image's temporary files.
 	others := []string{"notes.txt", "card.img.bak", prefix + "0123", prefix + "0123456789ABCDEF",
-		prefix + "0123456789abcdef.x", tempPrefix("card.img.tmp-0123456789abcdef") + "0123456789abcdef"}
+		prefix + "0123456789abcdef.x", durable.TempPrefix("card.img.tmp-0123456789abcdef") + "0123456789abcdef"}
 	for _, name := range others {
 		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte("keep"), 0o600))
 	}

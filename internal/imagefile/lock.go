@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"syscall"
+
+	"github.com/simtix/simtix/internal/durable"
 )
 
 // lockSuffix names the sidecar lock file: the image at P is locked through
@@ -39,7 +41,7 @@ func acquireLock(name, imagePath string) (*lock, error) {
 		if err != nil {
 			return nil, fmt.Errorf("card image %s: cannot create the lock file: %w", name, err)
 		}
-		if err := flock(f, syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		if err := durable.Flock(f, syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 			f.Close()
 			if errors.Is(err, syscall.EWOULDBLOCK) {
 				return nil, fmt.Errorf("card image %s: %w (held through %s)", name, ErrLocked, path)
@@ -71,25 +73,4 @@ func (l *lock) release() error {
 		errRemove = nil
 	}
 	return errors.Join(errRemove, l.file.Close())
-}
-
-// flock calls flock(2) on f, retrying on EINTR.
-func flock(f *os.File, how int) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var errFlock error
-	err = rc.Control(func(fd uintptr) {
-		for {
-			errFlock = syscall.Flock(int(fd), how)
-			if errFlock != syscall.EINTR {
-				return
-			}
-		}
-	})
-	if err != nil {
-		return err
-	}
-	return errFlock
 }

@@ -59,6 +59,7 @@ import (
 	"syscall"
 
 	"github.com/simtix/simtix/cardkeys"
+	"github.com/simtix/simtix/internal/durable"
 	"github.com/simtix/simtix/ticketfmt"
 )
 
@@ -167,7 +168,7 @@ func Open(path string) (*Journal, error) {
 		f.Close() // also releases the lock
 		return nil, err
 	}
-	removeStrayTemps(path)
+	durable.RemoveStrayTemps(path)
 	return j, nil
 }
 
@@ -188,9 +189,9 @@ func openFile(path string) (*os.File, error) {
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("journal %s: cannot open: %w", path, bare(err))
+		return nil, fmt.Errorf("journal %s: cannot open: %w", path, durable.Bare(err))
 	}
-	if err := flock(f, syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if err := durable.Flock(f, syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return nil, fmt.Errorf("journal %s: %w", path, ErrLocked)
@@ -205,7 +206,7 @@ func openFile(path string) (*os.File, error) {
 func load(path string, f *os.File) (*Journal, error) {
 	st, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("journal %s: cannot read: %w", path, bare(err))
+		return nil, fmt.Errorf("journal %s: cannot read: %w", path, durable.Bare(err))
 	}
 	if !st.Mode().IsRegular() {
 		return nil, fmt.Errorf("journal %s: %w: not a regular file", path, ErrNotJournal)
@@ -214,12 +215,12 @@ func load(path string, f *os.File) (*Journal, error) {
 	// path) is not read whole.
 	data := make([]byte, min(st.Size(), int64(len(magic))))
 	if _, err := io.ReadFull(io.NewSectionReader(f, 0, st.Size()), data); err != nil {
-		return nil, fmt.Errorf("journal %s: cannot read: %w", path, bare(err))
+		return nil, fmt.Errorf("journal %s: cannot read: %w", path, durable.Bare(err))
 	}
 	if string(data) == magic {
 		data = make([]byte, st.Size())
 		if _, err := io.ReadFull(io.NewSectionReader(f, 0, st.Size()), data); err != nil {
-			return nil, fmt.Errorf("journal %s: cannot read: %w", path, bare(err))
+			return nil, fmt.Errorf("journal %s: cannot read: %w", path, durable.Bare(err))
 		}
 	}
 	c, err := parse(data)
@@ -231,10 +232,10 @@ func load(path string, f *os.File) (*Journal, error) {
 		// Cut the torn append off before anything is appended after it,
 		// and make the cut durable.
 		if err := f.Truncate(int64(c.valid)); err != nil {
-			return nil, fmt.Errorf("journal %s: cannot cut off a torn last record: %w", path, bare(err))
+			return nil, fmt.Errorf("journal %s: cannot cut off a torn last record: %w", path, durable.Bare(err))
 		}
 		if err := f.Sync(); err != nil {
-			return nil, fmt.Errorf("journal %s: cannot cut off a torn last record: %w", path, bare(err))
+			return nil, fmt.Errorf("journal %s: cannot cut off a torn last record: %w", path, durable.Bare(err))
 		}
 		j.truncated = int64(len(data) - c.valid)
 	}
@@ -377,7 +378,7 @@ func (j *Journal) Close() error {
 	err := j.f.Close()
 	j.f = nil
 	if err != nil {
-		return fmt.Errorf("journal %s: cannot close: %w", j.path, bare(err))
+		return fmt.Errorf("journal %s: cannot close: %w", j.path, durable.Bare(err))
 	}
 	return nil
 }
@@ -401,16 +402,16 @@ func (j *Journal) writable() error {
 // only reopening it tells. The caller holds j.mu.
 func (j *Journal) write(frame []byte) error {
 	if _, err := j.f.WriteAt(frame, j.size); err != nil {
-		err = bare(err)
+		err = durable.Bare(err)
 		if errCut := j.f.Truncate(j.size); errCut != nil {
 			j.broken = err
-			return fmt.Errorf("%w (and cannot undo it: %v)", err, bare(errCut))
+			return fmt.Errorf("%w (and cannot undo it: %v)", err, durable.Bare(errCut))
 		}
 		return err
 	}
 	if err := j.f.Sync(); err != nil {
-		j.broken = bare(err)
-		return fmt.Errorf("%w: sync: %w", ErrBroken, bare(err))
+		j.broken = durable.Bare(err)
+		return fmt.Errorf("%w: sync: %w", ErrBroken, durable.Bare(err))
 	}
 	j.size += int64(len(frame))
 	return nil
