@@ -167,3 +167,18 @@ type EventAnswer struct {
 type ErrorAnswer struct {
 	Error string `json:"error"`
 }
+
+// KeyRotation answers a rotation of the issuer key: the new current key and
+// every key gates must trust from now on (the retired ones still verify
+// what they signed).
+type KeyRotation struct {
+	// Current is the new current issuer key's ID.
+	Current ticketfmt.KeyID `json:"current"`
+	// Keys are the IDs of every issuer key, current and retired, in
+	// ascending order.
+	Keys []ticketfmt.KeyID `json:"keys"`
+	// PEM is the key set as GET /v1/issuer-keys serves it and
+	// DATA_DIR/issuer-keys.pem holds it, for gates (simtix gate
+	// --issuer-keys).
+	PEM string `json:"pem"`
+}

@@ -186,3 +186,13 @@ func (c *Client) IssuerKeys(ctx context.Context) (*ticketfmt.KeySet, error) {
 	}
 	return ticketfmt.ParseKeySetPEM(pem)
 }
+
+// RotateIssuerKey rotates the server's issuer key (operator): what is signed
+// from now on carries the new key ID, and the retired key still verifies
+// what it signed. The answer has the new key ID and the key set for gates.
+// A server whose issuer key is a file the operator gave answers 409.
+func (c *Client) RotateIssuerKey(ctx context.Context) (api.KeyRotation, error) {
+	var ans api.KeyRotation
+	_, err := c.do(ctx, http.MethodPost, "/v1/issuer-keys/rotate", nil, nil, &ans)
+	return ans, err
+}

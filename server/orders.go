@@ -70,7 +70,7 @@ func (s *Server) handleOrder(w http.ResponseWriter, r *http.Request) {
 
 	var ans api.OrderAnswer
 	code := http.StatusCreated
-	err := s.cfg.Store.Update(r.Context(), func(tx store.Tx) error {
+	err := s.updateSigning(r.Context(), func(tx store.Tx) error {
 		ans, code = api.OrderAnswer{}, http.StatusCreated
 		if rec, err := tx.Order(r.Context(), req.IdempotencyKey); err == nil {
 			var prev orderRecord

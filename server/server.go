@@ -149,6 +149,7 @@ func (s *Server) table() []route {
 		{"POST /v1/gate/journal", s.gate(s.handleJournal)},
 		{"GET /v1/gate/deny", s.gate(s.handleDeny)},
 		{"GET /v1/issuer-keys", s.handleIssuerKeys},
+		{"POST /v1/issuer-keys/rotate", s.operator(s.handleRotate)},
 		{"GET /healthz", s.handleHealth},
 		{"GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}).ServeHTTP},
 	}

@@ -118,7 +118,7 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) {
 
 	var out api.SyncAnswer
 	var logLines []string
-	err = s.cfg.Store.Update(r.Context(), func(tx store.Tx) error {
+	err = s.updateSigning(r.Context(), func(tx store.Tx) error {
 		if err := tx.TakeChallenge(r.Context(), serial, challenge, now); err != nil {
 			if errors.Is(err, store.ErrNotFound) {
 				return errorf(http.StatusForbidden, "challenge unknown for this card, already used or expired: ask for a new one")

@@ -78,6 +78,9 @@ Each verdict comes with the modelled contactless time of the check
 			if err := card.check(); err != nil {
 				return err
 			}
+			if (serverURL == "") != (tokenFile == "") {
+				return usagef("--server and --token-file (the gate token, DATA_DIR/gate.token) go together")
+			}
 			cfg, err := gateConfig(keysFile, venue, gateID, window, now, zone)
 			if err != nil {
 				return err
@@ -163,15 +166,8 @@ Each verdict comes with the modelled contactless time of the check
 // gateConfig reads the gate's flags.
 func gateConfig(keysFile, venue, gateID, window, now, zone string) (gate.Config, error) {
 	var cfg gate.Config
-	pem, err := os.ReadFile(keysFile)
-	if err != nil {
-		return cfg, err
-	}
-	if cfg.Keys, err = ticketfmt.ParseKeySetPEM(pem); err != nil {
-		return cfg, fmt.Errorf("%s: %w", keysFile, err)
-	}
 	cfg.Venue = venue
-	id, err := hex.DecodeString(strings.ReplaceAll(gateID, " ", ""))
+	id, err := hex.DecodeString(strings.Join(strings.Fields(gateID), ""))
 	if err != nil || len(id) != len(cfg.ID) {
 		return cfg, usagef("--gate-id %q: want 8 hex digits", gateID)
 	}
@@ -198,6 +194,15 @@ func gateConfig(keysFile, venue, gateID, window, now, zone string) (gate.Config,
 			return cfg, usagef("--now %q: want RFC 3339, such as 2026-12-05T19:00:00+08:00", now)
 		}
 		cfg.Now = func() time.Time { return t }
+	}
+	// The command line is checked first: a usage error is exit 2 whatever
+	// the files hold.
+	pem, err := os.ReadFile(keysFile)
+	if err != nil {
+		return cfg, fmt.Errorf("issuer keys: %w", err)
+	}
+	if cfg.Keys, err = ticketfmt.ParseKeySetPEM(pem); err != nil {
+		return cfg, fmt.Errorf("%s: %w", keysFile, err)
 	}
 	return cfg, nil
 }

@@ -91,6 +91,7 @@ ticket box server, and the handset and gate roles. See docs/ and the spec.`,
 		newReadersCmd(),
 		newDemoCmd(),
 		newTicketCmd(),
+		newKeysCmd(),
 		newVersionCmd(),
 	)
 	return root

@@ -31,7 +31,7 @@ func simtix(t *testing.T, args ...string) (int, string, string) {
 func TestHelp(t *testing.T) {
 	code, out, _ := simtix(t, "--help")
 	assert.Equal(t, 0, code)
-	for _, sub := range []string{"card", "demo", "ticket", "version"} {
+	for _, sub := range []string{"card", "demo", "ticket", "version", "keys", "server", "order", "tickets", "sync", "gate"} {
 		assert.Contains(t, out, sub)
 	}
 	code, out, _ = simtix(t, "ticket", "explain", "--help")

@@ -54,7 +54,11 @@ At first start it makes, in the data dir: the issuer key (issuer-key.pem,
 unless --issuer-key names a PEM file or a TPM: tpm:/dev/tpmrm0, tpm:sim),
 master.key (for 'simtix card new --master-key'), operator.token and
 gate.token, and writes the issuer's public keys to issuer-keys.pem for gates.
---db is a SQLite path (default DATA_DIR/simtix.db) or a postgres:// URL.`,
+--db is a SQLite path (default DATA_DIR/simtix.db) or a postgres:// URL.
+
+'simtix keys rotate' makes a new issuer key current while the server runs
+(POST /v1/issuer-keys/rotate, operator token), or in the data dir of a
+stopped server; the retired keys stay in issuer-keys.pem.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -135,6 +139,8 @@ retried command would order again: give one to make retries safe.`,
 				req.IdempotencyKey = fmt.Sprintf("cli-%d", time.Now().UnixNano())
 			}
 			switch {
+			case file != "" && tk.Seller != "":
+				return usagef("give the ticket fields (--seller --date --time --price ...) or --file, not both")
 			case file != "":
 				raw := corpus.Raw()
 				if file != "corpus" {
