@@ -38,7 +38,7 @@ func parseCheckTime(s string) (ticketfmt.DateTime, error) {
 // handleJournal records a gate's checks. Uploading the same record twice is
 // harmless; two different checks of one ticket flag it (a cloned card). A
 // record whose receipt does not verify with the card's registered key is
-// rejected.
+// rejected, and so is one for a card with no registered key.
 func (s *Server) handleJournal(w http.ResponseWriter, r *http.Request) {
 	var req api.JournalRequest
 	if err := decode(r, &req); err != nil {
@@ -85,17 +85,23 @@ func (s *Server) handleJournal(w http.ResponseWriter, r *http.Request) {
 				ans.Rejected = append(ans.Rejected, fmt.Sprintf("ticket %v: bound to card %v, not %v", c.TicketID, t.Carrier, c.Serial))
 				continue
 			}
-			if card, err := tx.Card(r.Context(), c.Serial); err == nil && len(card.PublicKey) > 0 {
-				pub, err := ticketfmt.DecodePublicKey(card.PublicKey)
-				if err != nil {
-					return err
-				}
-				if err := cardproto.VerifyReceipt(pub, c.Serial, t.Raw, cardproto.CheckRecord{Gate: c.Gate, Time: c.Time}, c.Nonce, c.Receipt); err != nil {
-					ans.Rejected = append(ans.Rejected, fmt.Sprintf("ticket %v: the receipt does not verify with the card's key", c.TicketID))
-					continue
-				}
-			} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+			// A card with no registered key was never certified: no gate
+			// can have checked its tickets, and no receipt can verify.
+			card, err := tx.Card(r.Context(), c.Serial)
+			if errors.Is(err, store.ErrNotFound) || err == nil && len(card.PublicKey) == 0 {
+				ans.Rejected = append(ans.Rejected, fmt.Sprintf("ticket %v: card %v has no registered key (it never synced)", c.TicketID, c.Serial))
+				continue
+			}
+			if err != nil {
 				return err
+			}
+			pub, err := ticketfmt.DecodePublicKey(card.PublicKey)
+			if err != nil {
+				return err
+			}
+			if err := cardproto.VerifyReceipt(pub, c.Serial, t.Raw, cardproto.CheckRecord{Gate: c.Gate, Time: c.Time}, c.Nonce, c.Receipt); err != nil {
+				ans.Rejected = append(ans.Rejected, fmt.Sprintf("ticket %v: the receipt does not verify with the card's key", c.TicketID))
+				continue
 			}
 			added, err := tx.AddCheck(r.Context(), c)
 			if err != nil {
