@@ -207,6 +207,9 @@ func (w *watcher) sync(ctx context.Context, why string) (bool, error) {
 		if cardError(err) {
 			return false, err
 		}
+		if ctx.Err() != nil {
+			return false, ctx.Err() // Watch is ending: not an error of the box
+		}
 		w.emit(Event{Kind: EventError, Why: why, Err: err})
 		return false, nil
 	}

@@ -221,16 +221,11 @@ func (w *world) settle(ctx context.Context) error {
 	deadline := time.After(30 * time.Second)
 	for {
 		w.drain()
-		snap, err := w.card.Snapshot()
-		if err != nil {
-			return err
-		}
-		view, err := w.operator.Tickets(ctx, w.serial.String())
-		if err != nil {
-			return err
-		}
 		_, due := w.operator.Events(ctx, w.serial, 0)
-		err = placement.Check(snap, view.Tickets)
+		err := placement.Observe(w.card.Snapshot, func() ([]api.TicketView, error) {
+			view, err := w.operator.Tickets(ctx, w.serial.String())
+			return view.Tickets, err
+		})
 		if errors.Is(err, placement.ErrMisplaced) {
 			return err
 		}

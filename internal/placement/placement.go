@@ -8,6 +8,7 @@ package placement
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -75,4 +76,36 @@ func Check(card applet.Snapshot, tickets []api.TicketView) error {
 		return fmt.Errorf("%w: %s", ErrInFlight, strings.Join(moving, "; "))
 	}
 	return nil
+}
+
+// Observe reads the card, then the box's view, then the card again, and
+// checks them (Check). A card that changed while the box was read (a sync
+// ran) counts as in flight: a card read before a STORE and a box read
+// after it would show the ticket in no place.
+func Observe(card func() (applet.Snapshot, error), box func() ([]api.TicketView, error)) error {
+	before, err := card()
+	if err != nil {
+		return err
+	}
+	view, err := box()
+	if err != nil {
+		return err
+	}
+	after, err := card()
+	if err != nil {
+		return err
+	}
+	if !sameCard(before, after) {
+		return fmt.Errorf("%w: the card changed while the box was read", ErrInFlight)
+	}
+	return Check(after, view)
+}
+
+// sameCard reports whether two snapshots of a card show the same sync
+// epoch and counter and the same tickets in the same states.
+func sameCard(a, b applet.Snapshot) bool {
+	return a.Epoch == b.Epoch && a.Counter == b.Counter &&
+		slices.EqualFunc(a.Tickets, b.Tickets, func(x, y applet.StoredTicket) bool {
+			return x.Ticket.ID == y.Ticket.ID && x.State == y.State
+		})
 }
