@@ -257,6 +257,10 @@ func decode(img []byte) (*personal, *state, error) {
 	case 0:
 	case ticketfmt.CertificateSize:
 		s.cert = append([]byte(nil), img[offCert:offCert+n]...)
+		cert, err := ticketfmt.UnmarshalCertificate(s.cert)
+		if err != nil || cert.Serial != p.serial || !cert.PublicKey.Equal(&p.cardKey.PublicKey) {
+			return nil, nil, bad("certificate not for this card (%v)", err)
+		}
 	default:
 		return nil, nil, bad("certificate length %d", n)
 	}
@@ -278,6 +282,9 @@ func decode(img []byte) (*personal, *state, error) {
 		if r.ticket, err = ticketfmt.Unmarshal(r.raw); err != nil {
 			return nil, nil, bad("record at %d: %v", off-file, err)
 		}
+		if r.ticket.Carrier != p.serial {
+			return nil, nil, bad("record at %d: ticket %v bound to card %v", off-file, r.ticket.ID, r.ticket.Carrier)
+		}
 		switch {
 		case r.state == cardproto.StateUnchecked && r.slot == noSlot:
 		case r.state == cardproto.StateChecked && int(r.slot) < p.maxTickets && !slots[r.slot]:
@@ -285,6 +292,9 @@ func decode(img []byte) (*personal, *state, error) {
 			e := img[offChecks+int(r.slot)*checkEntry:]
 			copy(r.gate[:], e)
 			copy(r.when[:], e[cardkeys.GateIDSize:])
+			if _, err := ticketfmt.DecodeDateTime(r.when[:]); err != nil {
+				return nil, nil, bad("record at %d: check time %X: %v", off-file, r.when, err)
+			}
 		default:
 			return nil, nil, bad("record at %d: state %02x, check slot %d", off-file, r.state, r.slot)
 		}

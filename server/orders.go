@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,6 +10,8 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/simtix/simtix/api"
 	"github.com/simtix/simtix/box"
@@ -70,7 +73,7 @@ func (s *Server) handleOrder(w http.ResponseWriter, r *http.Request) {
 
 	var ans api.OrderAnswer
 	code := http.StatusCreated
-	err := s.updateSigning(r.Context(), func(tx store.Tx) error {
+	err := s.updateOrder(r.Context(), func(tx store.Tx) error {
 		ans, code = api.OrderAnswer{}, http.StatusCreated
 		if rec, err := tx.Order(r.Context(), req.IdempotencyKey); err == nil {
 			var prev orderRecord
@@ -165,6 +168,19 @@ func (s *Server) handleOrder(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, code, ans)
 }
 
+// updateOrder runs an order's transaction as updateSigning does, and once
+// more when its idempotency key was taken meanwhile (store.ErrExists from
+// PutOrder: the same order sent again while the first was under way, which
+// PostgreSQL lets run side by side): the next run finds the key's order
+// and replays it, or refuses another order under the key.
+func (s *Server) updateOrder(ctx context.Context, fn func(tx store.Tx) error) error {
+	err := s.updateSigning(ctx, fn)
+	if errors.Is(err, store.ErrExists) {
+		err = s.updateSigning(ctx, fn)
+	}
+	return err
+}
+
 func validateOrder(req *api.OrderRequest) error {
 	switch {
 	case strings.TrimSpace(req.Carrier) == "":
@@ -173,6 +189,10 @@ func validateOrder(req *api.OrderRequest) error {
 		return errorf(http.StatusBadRequest, "an idempotency key is required (Idempotency-Key header or idempotency_key)")
 	case len(req.IdempotencyKey) > 200:
 		return errorf(http.StatusBadRequest, "idempotency key longer than 200 characters")
+	case !utf8.ValidString(req.IdempotencyKey) || strings.ContainsFunc(req.IdempotencyKey, unicode.IsControl):
+		// Every store keeps the key as text (PostgreSQL refuses NUL and
+		// invalid UTF-8).
+		return errorf(http.StatusBadRequest, "idempotency key %q: want printable UTF-8 text", req.IdempotencyKey)
 	case len(req.Tickets) == 0:
 		return errorf(http.StatusBadRequest, "an order needs at least one ticket")
 	case len(req.Tickets) > MaxOrderTickets:

@@ -92,6 +92,12 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errorf(http.StatusBadRequest, "begin_sync is card %v's answer, not %v's", ans.Status.Serial, serial))
 		return
 	}
+	// A card's first sync registers its key: it must be a key (a final
+	// sync certifies nothing, so nothing else would check it).
+	if _, err := ticketfmt.DecodePublicKey(ans.PublicKey); err != nil {
+		s.fail(w, r, errorf(http.StatusBadRequest, "begin_sync: card public key: %v", err))
+		return
+	}
 	keys, err := cardkeys.Derive(s.cfg.Keys.Master(), serial)
 	if err != nil {
 		s.fail(w, r, err)
