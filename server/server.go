@@ -345,8 +345,13 @@ func (s *Server) gate(h http.HandlerFunc) http.HandlerFunc {
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	// One indexed lookup: the database answers, whatever its size (a
+	// count of the tickets took 90 ms at a million).
 	err := s.cfg.Store.View(r.Context(), func(tx store.Tx) error {
-		_, err := tx.CountTickets(r.Context())
+		_, err := tx.Card(r.Context(), ticketfmt.Serial{})
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
 		return err
 	})
 	if err != nil {
