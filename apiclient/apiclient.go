@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/simtix/simtix/api"
@@ -86,6 +87,9 @@ func (c *Client) do(ctx context.Context, method, path string, header http.Header
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.hc.Do(req)
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return 0, fmt.Errorf("apiclient: %s %s: %w (is the server running at %s?)", method, path, err, c.base)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("apiclient: %s %s: %w", method, path, err)
 	}

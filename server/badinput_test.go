@@ -186,9 +186,9 @@ func TestBadInputEverywhere(t *testing.T) {
 		// GET /v1/cards/{serial}/events
 		{name: "events without a token", method: "GET", path: card + "/events?wait=0", want: 401, msg: "session won by the card"},
 		{name: "events, another card's session", method: "GET", path: "/v1/cards/" + fs.other.String() + "/events?wait=0", token: "session", want: 403, msg: "another card"},
-		{name: "events, negative wait", method: "GET", path: card + "/events?wait=-1", token: "session", want: 400, msg: "want a number of seconds"},
-		{name: "events, wait not a number", method: "GET", path: card + "/events?wait=soon", token: "session", want: 400, msg: "want a number of seconds"},
-		{name: "events, huge wait", method: "GET", path: card + "/events?wait=99999999999999999999", token: "session", want: 400, msg: "want a number of seconds"},
+		{name: "events, negative wait", method: "GET", path: card + "/events?wait=-1", token: "session", want: 400, msg: "whole number of seconds"},
+		{name: "events, wait not a number", method: "GET", path: card + "/events?wait=soon", token: "session", want: 400, msg: "whole number of seconds"},
+		{name: "events, huge wait", method: "GET", path: card + "/events?wait=99999999999999999999", token: "session", want: 400, msg: "whole number of seconds"},
 		{name: "events, bad serial", method: "GET", path: "/v1/cards/0/events", token: "session", want: 400, msg: "card serial"},
 
 		// POST /v1/gate/journal and GET /v1/gate/deny

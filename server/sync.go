@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -321,12 +322,12 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	wait := s.cfg.MaxWait
 	if v := r.URL.Query().Get("wait"); v != "" {
-		d, err := time.ParseDuration(v + "s")
-		if err != nil || d < 0 {
-			s.fail(w, r, errorf(http.StatusBadRequest, "wait=%q: want a number of seconds", v))
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			s.fail(w, r, errorf(http.StatusBadRequest, "wait=%q: want a whole number of seconds", v))
 			return
 		}
-		wait = min(d, wait)
+		wait = min(time.Duration(min(n, 1<<20))*time.Second, wait)
 	}
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()

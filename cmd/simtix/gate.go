@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -89,16 +88,6 @@ Each verdict comes with the modelled contactless time of the check
 			if err != nil {
 				return err
 			}
-			j, err := journal.Open(journalFile)
-			if err != nil {
-				return err
-			}
-			defer j.Close()
-			cfg.Journal = j
-			g, err := gate.New(cfg)
-			if err != nil {
-				return usageError{err}
-			}
 			var srv *apiclient.Client
 			if serverURL != "" {
 				token, err := readToken(tokenFile)
@@ -110,6 +99,24 @@ Each verdict comes with the modelled contactless time of the check
 				}
 			}
 			ctx := cmd.Context()
+			// The card first: a card refused leaves no journal behind.
+			var c *openedCard
+			if card.image != "" || once {
+				if c, err = card.open(ctx, applet.Contactless); err != nil {
+					return err
+				}
+				defer c.Close()
+			}
+			j, err := journal.Open(journalFile)
+			if err != nil {
+				return err
+			}
+			defer j.Close()
+			cfg.Journal = j
+			g, err := gate.New(cfg)
+			if err != nil {
+				return usageError{err}
+			}
 			out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
 			exchange := func() { gateExchange(ctx, errOut, g, j, srv) }
 			exchange()
@@ -121,13 +128,8 @@ Each verdict comes with the modelled contactless time of the check
 				printVerdict(out, doc)
 				return nil
 			}
-			if card.image != "" || once {
-				c, err := card.open(ctx, applet.Contactless)
-				if err != nil {
-					return err
-				}
+			if c != nil {
 				v, err := g.Check(ctx, c)
-				err = errors.Join(err, c.Close())
 				if err != nil {
 					return err
 				}
@@ -166,6 +168,9 @@ Each verdict comes with the modelled contactless time of the check
 // gateConfig reads the gate's flags.
 func gateConfig(keysFile, venue, gateID, window, now, zone string) (gate.Config, error) {
 	var cfg gate.Config
+	if strings.TrimSpace(venue) == "" {
+		return cfg, usagef("--venue %q: name the venue (the tickets' seller)", venue)
+	}
 	cfg.Venue = venue
 	id, err := hex.DecodeString(strings.Join(strings.Fields(gateID), ""))
 	if err != nil || len(id) != len(cfg.ID) {

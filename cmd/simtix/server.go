@@ -67,6 +67,15 @@ stopped server; the retired keys stay in issuer-keys.pem.`,
 				level = slog.LevelDebug
 			}
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			// The command line first: a mistake makes no data directory.
+			if _, _, err := net.SplitHostPort(listen); err != nil {
+				return usagef("--listen %q: want HOST:PORT, such as 127.0.0.1:8080 or :8080", listen)
+			}
+			if spec := strings.TrimPrefix(issuerKey, "file:"); spec != "" && !strings.HasPrefix(issuerKey, "tpm:") {
+				if _, err := os.Stat(spec); err != nil {
+					return usagef("--issuer-key %q: %v (give a PEM key file, tpm:sim or tpm:/dev/tpmrm0)", issuerKey, err)
+				}
+			}
 			keys, err := issuer.Open(ctx, dataDir, issuerKey)
 			if err != nil {
 				return err
