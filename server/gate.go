@@ -1,9 +1,11 @@
 package server
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/simtix/simtix/api"
@@ -69,8 +71,27 @@ func (s *Server) handleJournal(w http.ResponseWriter, r *http.Request) {
 		c.Time, c.Nonce, c.Receipt = when, nonce, receipt
 		checks = append(checks, parsed{c, rec})
 	}
+	// The cards' locks, as their syncs take them, in serial order (so two
+	// uploads cannot deadlock): a sync under way moves the cards' tickets,
+	// and each ticket's state is read once it has committed.
+	serials := make([]ticketfmt.Serial, 0, len(checks))
+	for _, p := range checks {
+		serials = append(serials, p.c.Serial)
+	}
+	slices.SortFunc(serials, func(a, b ticketfmt.Serial) int { return bytes.Compare(a[:], b[:]) })
+	serials = slices.Compact(serials)
 	err := s.cfg.Store.Update(r.Context(), func(tx store.Tx) error {
 		ans = api.JournalAnswer{}
+		for _, serial := range serials {
+			// LockCard would create a card it has never seen: look first.
+			_, err := tx.Card(r.Context(), serial)
+			if err == nil {
+				_, err = tx.LockCard(r.Context(), serial)
+			}
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+		}
 		for _, p := range checks {
 			c := p.c
 			t, err := tx.Ticket(r.Context(), c.TicketID)

@@ -3,9 +3,10 @@
 // It serves one server process on one machine; store/postgres is for more.
 //
 // All writes go through one connection in BEGIN IMMEDIATE transactions, so
-// read-write transactions (Update) run one at a time, which is what makes
-// LockCard serialise concurrent syncs of a card. Read-only transactions
-// (View) run in parallel on their own connections, each on a snapshot.
+// read-write transactions (Update) run one at a time, in the order they
+// were called, which is what makes LockCard serialise concurrent syncs of
+// a card. Read-only transactions (View) run in parallel on their own
+// connections, each on a snapshot.
 package sqlite
 
 import (
@@ -44,6 +45,11 @@ const (
 type Store struct {
 	w *sql.DB // the one writing connection
 	r *sql.DB // read-only connections
+	// turn is held by the write transaction under way; the others queue
+	// for it in the order they came. database/sql would hand the freed
+	// writing connection to one of its waiters at random, which under
+	// load keeps some waiting many times longer than the rest.
+	turn chan struct{}
 }
 
 var _ store.Store = (*Store)(nil)
@@ -86,7 +92,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	n := max(4, runtime.NumCPU())
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
-	s := &Store{w: w, r: r}
+	s := &Store{w: w, r: r, turn: make(chan struct{}, 1)}
 	// The writer connects first: it turns WAL on before any reader opens.
 	if err := w.PingContext(ctx); err != nil {
 		s.Close()
@@ -168,6 +174,12 @@ func (s *Store) View(ctx context.Context, fn func(tx store.Tx) error) error {
 
 func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return retry(ctx, func() error {
+		select {
+		case s.turn <- struct{}{}:
+		case <-ctx.Done():
+			return fmt.Errorf("sqlite: begin: %w", ctx.Err())
+		}
+		defer func() { <-s.turn }()
 		tx, err := s.w.BeginTx(ctx, nil)
 		if err != nil {
 			return fmt.Errorf("sqlite: begin: %w", err)

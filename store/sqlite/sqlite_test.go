@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -161,4 +162,42 @@ func TestWaitsForAnotherWriter(t *testing.T) {
 		}
 		return nil
 	}))
+}
+
+// TestUpdatesInOrder checks that Updates waiting for the writing
+// connection get it in the order they were called: database/sql alone
+// would hand it to a waiter at random, and under load (internal/load) keep
+// some waiting several times longer than the rest.
+func TestUpdatesInOrder(t *testing.T) {
+	ctx := context.Background()
+	s := open(t)
+	const waiters = 6
+	hold := make(chan struct{})
+	held := make(chan struct{})
+	go func() {
+		assert.NoError(t, s.Update(ctx, func(store.Tx) error {
+			close(held)
+			<-hold
+			return nil
+		}))
+	}()
+	<-held
+	var mu sync.Mutex
+	var order []int
+	var wg sync.WaitGroup
+	for i := range waiters {
+		wg.Go(func() {
+			assert.NoError(t, s.Update(ctx, func(store.Tx) error {
+				mu.Lock()
+				order = append(order, i)
+				mu.Unlock()
+				return nil
+			}))
+		})
+		// Long enough for the waiter to queue, even on a busy machine.
+		time.Sleep(100 * time.Millisecond)
+	}
+	close(hold)
+	wg.Wait()
+	assert.Equal(t, []int{0, 1, 2, 3, 4, 5}, order)
 }
