@@ -297,7 +297,8 @@ func (s *syncer) inventory() {
 			s.move(t, Checked)
 			t.Check = &Check{Gate: e.Check.Gate, Time: e.Check.Time, Source: "card"}
 		case e.State == cardproto.StateUnchecked && t.State == Checked:
-			s.logf("ticket %v: checked (%s) but on card %v unchecked: it will be deleted", t.ID, t.Check.Source, s.card.Serial)
+			s.logf("ticket %v: checked (%s) but unchecked in card %v's inventory: a check after the card listed it, "+
+				"or a copy of the card (then the gates' journals flag it); planned for deletion", t.ID, t.Check.Source, s.card.Serial)
 		case e.State == cardproto.StateUnchecked && t.State != OnCard:
 			s.logf("ticket %v: the box had it %s, the card holds it", t.ID, t.State)
 			s.move(t, OnCard)
