@@ -16,6 +16,7 @@ import (
 	"fmt"
 
 	"github.com/simtix/simtix/applet"
+	"github.com/simtix/simtix/hostlib"
 	"github.com/simtix/simtix/internal/atr"
 	"github.com/simtix/simtix/internal/imagefile"
 	"github.com/simtix/simtix/nvm"
@@ -349,8 +350,16 @@ func NewPort(dev Device, i applet.Interface) *Port { return &Port{dev: dev, i: i
 func (c *Card) Port(i applet.Interface) *Port { return NewPort(c, i) }
 
 // Transmit sends one command APDU and returns the response APDU.
+//
+// As a hostlib.Transport it reports a tear and an unpowered interface as a
+// reader does, as hostlib.ErrCardRemoved (wrapping ErrTorn or ErrNoPower):
+// the command may or may not have been applied.
 func (p *Port) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
-	return p.dev.Transmit(ctx, p.i, cmd)
+	resp, err := p.dev.Transmit(ctx, p.i, cmd)
+	if errors.Is(err, ErrTorn) || errors.Is(err, ErrNoPower) {
+		return nil, fmt.Errorf("%w: %w", hostlib.ErrCardRemoved, err)
+	}
+	return resp, err
 }
 
 // PowerOn powers the interface on (or resets it) and returns its ATR.

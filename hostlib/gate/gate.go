@@ -341,13 +341,27 @@ func (g *Gate) admissible(t *ticketfmt.Ticket, cert *ticketfmt.Certificate, now 
 func (g *Gate) check(ctx context.Context, card *hostlib.Applet, cert *ticketfmt.Certificate, p pendingCheck, v Verdict) (Verdict, error) {
 	var receipt []byte
 	var err error
+	reached := false // an attempt may have reached the card
 	for attempt := 0; ; attempt++ {
 		receipt, err = card.Check(ctx, p.id, p.rec, p.nonce)
+		if lost(err) || errors.Is(err, hostlib.ErrCardReset) {
+			reached = true
+		}
+		if errors.Is(err, hostlib.ErrCardReset) && attempt < g.cfg.Retries {
+			// Another program reset the card: select the applet again.
+			if _, serr := card.Select(ctx); serr != nil {
+				err = serr
+				break
+			}
+			continue
+		}
 		if err == nil || !lost(err) || attempt == g.cfg.Retries {
 			break
 		}
 	}
-	if err != nil && lost(err) {
+	var refused *apdu.Error
+	definite := errors.As(err, &refused) && (refused.SW == apdu.SWConditionsNotSatisfied || errors.Is(err, apdu.ErrNotFound))
+	if err != nil && reached && !definite {
 		// The card may have committed the check: finish it when the
 		// card comes back.
 		p.expires = g.cfg.Now().Add(g.cfg.PendingTTL)

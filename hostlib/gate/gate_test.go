@@ -307,3 +307,63 @@ func TestANeverCommittingCardGetsNobodyIn(t *testing.T) {
 	assert.ErrorIs(t, v.Reason, gate.ErrReceipt)
 	assert.Zero(t, f.j.Len())
 }
+
+// TestALostAnswerThenAResetStaysPending: CHECK's answer is lost (the card
+// committed), the retry meets a card reset and the card then leaves: the
+// gate must keep the check pending and finish it on the next presentation.
+func TestALostAnswerThenAResetStaysPending(t *testing.T) {
+	f := newFixture(t)
+	g := f.gate(t)
+	port := f.card.Port(applet.Contactless)
+	n := 0
+	flaky := hostlib.TransportFunc(func(ctx context.Context, cmd []byte) ([]byte, error) {
+		n++
+		switch {
+		case n == 3: // CHECK reaches the card; its answer is lost
+			if _, err := port.Transmit(ctx, cmd); err != nil {
+				return nil, err
+			}
+			return nil, hostlib.ErrResponseLost
+		case n == 4:
+			return nil, hostlib.ErrCardReset
+		case n > 4:
+			return nil, hostlib.ErrCardRemoved
+		}
+		return port.Transmit(ctx, cmd)
+	})
+	_, err := g.Check(context.Background(), flaky)
+	require.ErrorIs(t, err, hostlib.ErrCardRemoved)
+	assert.Equal(t, cardproto.StateChecked, f.state(t, f.ids[0]))
+
+	v, err := g.Check(context.Background(), port)
+	require.NoError(t, err)
+	require.True(t, v.Accepted, "%v", v.Reason)
+	assert.Equal(t, 1, f.j.Len())
+}
+
+// TestACardResetIsSelectedAgain: a reset between CHECK's attempts is met
+// with a new SELECT, and the check goes through in the same presentation.
+func TestACardResetIsSelectedAgain(t *testing.T) {
+	f := newFixture(t)
+	port := f.card.Port(applet.Contactless)
+	n := 0
+	resetOnce := hostlib.TransportFunc(func(ctx context.Context, cmd []byte) ([]byte, error) {
+		n++
+		if n == 3 { // CHECK: another program reset the card first
+			return nil, hostlib.ErrCardReset
+		}
+		return port.Transmit(ctx, cmd)
+	})
+	v, err := f.gate(t).Check(context.Background(), resetOnce)
+	require.NoError(t, err)
+	require.True(t, v.Accepted, "%v", v.Reason)
+	assert.Equal(t, []string{"SELECT", "FIND", "CHECK", "SELECT", "CHECK"}, ops(v))
+}
+
+func ops(v gate.Verdict) []string {
+	var out []string
+	for _, x := range v.Exchanges {
+		out = append(out, x.Op)
+	}
+	return out
+}
