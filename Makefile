@@ -44,3 +44,20 @@ fmt:
 
 clean:
 	rm -rf bin
+
+# load: 1,000 emulated handsets syncing with one server over TCP, on SQLite
+# and on PostgreSQL, while orders arrive and gates check (issue #7): each
+# handset every 5 s, then flat out. Figures in docs/benchmarks.md.
+.PHONY: load
+load: deps
+	$(GO) test -run '^TestLoad$$' -count=1 -v -timeout 30m ./internal/load/ -load.full
+	$(GO) test -run '^TestLoad$$' -count=1 -v -timeout 30m ./internal/load/ -load.full -load.pause=0
+
+# soak: the migration-under-faults test (internal/chaos, docs/reliability.md)
+# at length: SOAK_STEPS random steps with a random seed (printed; replay a
+# run with SOAK_SEED=<seed>).
+SOAK_STEPS ?= 20000
+SOAK_SEED ?= random
+.PHONY: soak
+soak:
+	$(GO) test -run '^TestMigrationUnderFaults$$' -count=1 -v -timeout 3h ./internal/chaos/ -chaos.steps=$(SOAK_STEPS) -chaos.seed=$(SOAK_SEED)
