@@ -21,7 +21,6 @@ import (
 	"github.com/simtix/simtix/hostlib/gate"
 	"github.com/simtix/simtix/hostlib/gate/journal"
 	"github.com/simtix/simtix/hostlib/handset"
-	"github.com/simtix/simtix/internal/placement"
 	"github.com/simtix/simtix/internal/systemtest"
 	"github.com/simtix/simtix/ticketfmt"
 )
@@ -54,24 +53,12 @@ func (f *fixture) order(t *testing.T, key string, tickets []api.OrderTicket) api
 }
 
 // view returns where the box says each ticket is.
-func (f *fixture) view(t *testing.T) map[ticketfmt.ID]box.State {
-	v, err := f.env.Operator().Tickets(context.Background(), f.serial.String())
-	require.NoError(t, err)
-	out := map[ticketfmt.ID]box.State{}
-	for _, tv := range v.Tickets {
-		out[tv.ID] = tv.State
-	}
-	return out
-}
+func (f *fixture) view(t *testing.T) map[ticketfmt.ID]box.State { return f.env.States(t, f.serial) }
 
 // placed requires every ticket settled in its one place.
 func (f *fixture) placed(t *testing.T) {
 	t.Helper()
-	snap, err := f.card.Snapshot()
-	require.NoError(t, err)
-	v, err := f.env.Operator().Tickets(context.Background(), f.serial.String())
-	require.NoError(t, err)
-	require.NoError(t, placement.Check(snap, v.Tickets))
+	f.env.Placed(t, f.card, f.serial)
 }
 
 func TestSyncMovesWhatFits(t *testing.T) {

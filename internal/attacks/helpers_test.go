@@ -304,13 +304,7 @@ func ops(steps []api.Step) []string {
 // states returns where the box has each of the card's tickets.
 func (h *holder) states(t *testing.T) map[ticketfmt.ID]box.State {
 	t.Helper()
-	view, err := h.env.Operator().Tickets(t.Context(), h.serial.String())
-	require.NoError(t, err)
-	out := map[ticketfmt.ID]box.State{}
-	for _, tv := range view.Tickets {
-		out[tv.ID] = tv.State
-	}
-	return out
+	return h.env.States(t, h.serial)
 }
 
 // placed syncs the card honestly and requires the central promise: every

@@ -245,41 +245,8 @@ func (m *migration) ticket() api.OrderTicket {
 func (m *migration) run(b *testing.B, interval time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	h := &handset.Handset{Card: hostlib.NewApplet(m.r.contact, hostlib.ClientOptions{}), Box: m.r.env.Client("")}
-	var mu sync.Mutex
-	var boxErrors []error
-	watchCtx, stopWatch := context.WithCancel(ctx)
-	watched := make(chan error, 1)
-	synced := make(chan struct{}, 1)
-	go func() {
-		watched <- h.Watch(watchCtx, handset.WatchOptions{Interval: interval, EventWait: 5 * time.Second, OnEvent: func(e handset.Event) {
-			switch {
-			case e.Kind == handset.EventError && watchCtx.Err() == nil:
-				mu.Lock()
-				boxErrors = append(boxErrors, e.Err)
-				mu.Unlock()
-			case e.Kind == handset.EventSync:
-				select {
-				case synced <- struct{}{}:
-				default:
-				}
-			}
-		}})
-	}()
-	defer func() {
-		stopWatch()
-		assert.ErrorIs(b, <-watched, context.Canceled)
-		mu.Lock()
-		defer mu.Unlock()
-		assert.Empty(b, boxErrors, "the handset met errors of the box")
-	}()
-	select {
-	case <-synced:
-	case err := <-watched:
-		b.Fatalf("watch ended: %v", err)
-	case <-ctx.Done():
-		b.Fatal("the handset never synced")
-	}
+	stop := watch(ctx, b, m.r, interval)
+	defer stop()
 
 	var lat, wait, beyond, verdict samples
 	var slowest time.Duration

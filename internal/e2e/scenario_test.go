@@ -63,41 +63,8 @@ func scenario(t *testing.T, r rig) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
-	h := &handset.Handset{Card: hostlib.NewApplet(r.contact, hostlib.ClientOptions{}), Box: r.env.Client("")}
-	var mu sync.Mutex
-	var boxErrors []error
-	watchCtx, stopWatch := context.WithCancel(ctx)
-	watched := make(chan error, 1)
-	synced := make(chan struct{}, 1)
-	go func() {
-		watched <- h.Watch(watchCtx, handset.WatchOptions{Interval: r.interval, EventWait: 5 * time.Second, OnEvent: func(e handset.Event) {
-			switch e.Kind {
-			case handset.EventError:
-				mu.Lock()
-				boxErrors = append(boxErrors, e.Err)
-				mu.Unlock()
-			case handset.EventSync:
-				select {
-				case synced <- struct{}{}:
-				default:
-				}
-			}
-		}})
-	}()
-	defer func() {
-		stopWatch()
-		assert.ErrorIs(t, <-watched, context.Canceled)
-		mu.Lock()
-		defer mu.Unlock()
-		assert.Empty(t, boxErrors, "the handset met errors of the box")
-	}()
-	select {
-	case <-synced:
-	case err := <-watched:
-		t.Fatalf("watch ended: %v", err)
-	case <-ctx.Done():
-		t.Fatal("the handset never synced")
-	}
+	stop := watch(ctx, t, r, r.interval)
+	defer stop()
 
 	tickets := systemtest.Tickets(t)
 	ans, err := r.env.Operator().Order(ctx, api.OrderRequest{Carrier: r.serial.String(), IdempotencyKey: "e2e", Tickets: tickets})
@@ -197,4 +164,48 @@ func settled(ctx context.Context, t testing.TB, r rig) error {
 	})
 	require.NotErrorIs(t, err, placement.ErrMisplaced)
 	return err
+}
+
+// watch starts the handset in watch mode on the rig's contact interface,
+// waits for its first sync, and returns what stops it: stop checks that
+// Watch ended by its cancellation and met no error of the box before.
+func watch(ctx context.Context, tb testing.TB, r rig, interval time.Duration) (stop func()) {
+	tb.Helper()
+	h := &handset.Handset{Card: hostlib.NewApplet(r.contact, hostlib.ClientOptions{}), Box: r.env.Client("")}
+	var mu sync.Mutex
+	var boxErrors []error
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	watched := make(chan error, 1)
+	synced := make(chan struct{}, 1)
+	go func() {
+		watched <- h.Watch(watchCtx, handset.WatchOptions{Interval: interval, EventWait: 5 * time.Second, OnEvent: func(e handset.Event) {
+			switch e.Kind {
+			case handset.EventError:
+				mu.Lock()
+				boxErrors = append(boxErrors, e.Err)
+				mu.Unlock()
+			case handset.EventSync:
+				select {
+				case synced <- struct{}{}:
+				default:
+				}
+			}
+		}})
+	}()
+	stop = func() {
+		stopWatch()
+		assert.ErrorIs(tb, <-watched, context.Canceled)
+		mu.Lock()
+		defer mu.Unlock()
+		assert.Empty(tb, boxErrors, "the handset met errors of the box")
+	}
+	select {
+	case <-synced:
+	case err := <-watched:
+		tb.Fatalf("watch ended: %v", err)
+	case <-ctx.Done():
+		stop()
+		tb.Fatal("the handset never synced")
+	}
+	return stop
 }

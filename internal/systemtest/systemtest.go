@@ -17,8 +17,10 @@ import (
 	"github.com/simtix/simtix/api"
 	"github.com/simtix/simtix/apiclient"
 	"github.com/simtix/simtix/applet"
+	"github.com/simtix/simtix/box"
 	"github.com/simtix/simtix/emulator"
 	"github.com/simtix/simtix/internal/corpus"
+	"github.com/simtix/simtix/internal/placement"
 	"github.com/simtix/simtix/issuer"
 	"github.com/simtix/simtix/server"
 	"github.com/simtix/simtix/store"
@@ -135,3 +137,26 @@ func Tickets(t testing.TB) []api.OrderTicket {
 
 // UseTime is when a ticket is for, in loc.
 func UseTime(t api.OrderTicket, loc *time.Location) time.Time { return t.Date.In(t.Time, loc) }
+
+// States returns where the box has each of a card's tickets.
+func (e *Env) States(t testing.TB, serial ticketfmt.Serial) map[ticketfmt.ID]box.State {
+	t.Helper()
+	view, err := e.Operator().Tickets(context.Background(), serial.String())
+	require.NoError(t, err)
+	out := make(map[ticketfmt.ID]box.State, len(view.Tickets))
+	for _, tv := range view.Tickets {
+		out[tv.ID] = tv.State
+	}
+	return out
+}
+
+// Placed requires every ticket of the card in its one place, settled
+// (placement.Check on the card's snapshot and the box's view).
+func (e *Env) Placed(t testing.TB, card *emulator.Card, serial ticketfmt.Serial) {
+	t.Helper()
+	snap, err := card.Snapshot()
+	require.NoError(t, err)
+	view, err := e.Operator().Tickets(context.Background(), serial.String())
+	require.NoError(t, err)
+	require.NoError(t, placement.Check(snap, view.Tickets))
+}
