@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -18,7 +17,6 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
-	"github.com/getkin/kin-openapi/routers/gorillamux"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -33,7 +31,6 @@ import (
 	"github.com/simtix/simtix/issuer"
 	"github.com/simtix/simtix/server"
 	"github.com/simtix/simtix/store"
-	"github.com/simtix/simtix/store/sqlite"
 	"github.com/simtix/simtix/ticketfmt"
 )
 
@@ -53,25 +50,7 @@ func init() {
 }
 
 func newEnv(t *testing.T) *env {
-	ctx := context.Background()
-	dir := t.TempDir()
-	keys, err := issuer.Open(ctx, dir, "")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = keys.Close() })
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "simtix.db"))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = st.Close() })
-	srv, err := server.New(server.Config{Store: st, Keys: keys, MaxWait: 5 * time.Second})
-	require.NoError(t, err)
-	doc, err := openapi3.NewLoader().LoadFromData(api.OpenAPI)
-	require.NoError(t, err)
-	require.NoError(t, doc.Validate(ctx))
-	doc.Servers = nil
-	router, err := gorillamux.NewRouter(doc)
-	require.NoError(t, err)
-	e := &env{t: t, keys: keys, store: st, srv: srv, router: router}
-	e.http = httptest.NewServer(http.HandlerFunc(e.checked))
-	t.Cleanup(e.http.Close)
+	e, _ := newKeysEnv(t, "", nil)
 	return e
 }
 
