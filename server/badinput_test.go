@@ -118,8 +118,8 @@ func TestBadInputEverywhere(t *testing.T) {
 		{name: "order without tickets", method: "POST", path: "/v1/orders", token: "op", body: `{"carrier":"` + serial + `","idempotency_key":"k","tickets":[]}`, want: 400, msg: "at least one ticket"},
 		{name: "order of 101 tickets", method: "POST", path: "/v1/orders", token: "op", body: `{"carrier":"` + serial + `","idempotency_key":"k","tickets":[` + strings.TrimSuffix(strings.Repeat(ticket+",", 101), ",") + `]}`, want: 400, msg: "at most 100"},
 		{name: "order over the body limit", method: "POST", path: "/v1/orders", token: "op", body: huge, want: 413, msg: "request body over 1048576 bytes"},
-		{name: "orders, GET", method: "GET", path: "/v1/orders", token: "op", want: 404, msg: "no such endpoint"},
-		{name: "orders, DELETE", method: "DELETE", path: "/v1/orders", token: "op", want: 404, msg: "no such endpoint"},
+		{name: "orders, GET", method: "GET", path: "/v1/orders", token: "op", want: 405, msg: "this endpoint takes"},
+		{name: "orders, DELETE", method: "DELETE", path: "/v1/orders", token: "op", want: 405, msg: "this endpoint takes"},
 
 		// PUT /v1/cards/{serial}/msisdn
 		{name: "MSISDN without a token", method: "PUT", path: card + "/msisdn", body: `{"msisdn":"+8613900139000"}`, want: 401, msg: "operator token"},
@@ -133,7 +133,7 @@ func TestBadInputEverywhere(t *testing.T) {
 		{name: "MSISDN of another card", method: "PUT", path: "/v1/cards/" + fs.other.String() + "/msisdn", token: "op", body: `{"msisdn":"` + fs.msisdn + `"}`, want: 409, msg: "registered for another card"},
 		{name: "MSISDN as text", method: "PUT", path: card + "/msisdn", token: "op", contentType: "text/plain", body: `{"msisdn":"+8613900139000"}`, want: 415, msg: "send application/json"},
 		{name: "MSISDN over the body limit", method: "PUT", path: card + "/msisdn", token: "op", body: huge, want: 413, msg: "request body over"},
-		{name: "MSISDN, POST", method: "POST", path: card + "/msisdn", token: "op", body: `{"msisdn":"+8613900139000"}`, want: 404, msg: "no such endpoint"},
+		{name: "MSISDN, POST", method: "POST", path: card + "/msisdn", token: "op", body: `{"msisdn":"+8613900139000"}`, want: 405, msg: "this endpoint takes"},
 
 		// GET /v1/carriers/{carrier}/tickets and /v1/cards/{serial}/tickets
 		{name: "carrier tickets without a token", method: "GET", path: "/v1/carriers/" + serial + "/tickets", want: 401, msg: "operator token"},
@@ -150,7 +150,7 @@ func TestBadInputEverywhere(t *testing.T) {
 		// POST /v1/cards/{serial}/challenge
 		{name: "challenge, bad serial", method: "POST", path: "/v1/cards/8986/challenge", want: 400, msg: "card serial"},
 		{name: "challenge, serial too long", method: "POST", path: "/v1/cards/" + serial + "00/challenge", want: 400, msg: "card serial"},
-		{name: "challenge, GET", method: "GET", path: card + "/challenge", want: 404, msg: "no such endpoint"},
+		{name: "challenge, GET", method: "GET", path: card + "/challenge", want: 405, msg: "this endpoint takes"},
 
 		// POST /v1/cards/{serial}/sync
 		{name: "sync, bad serial", method: "POST", path: "/v1/cards/8986/sync", body: `{"challenge":"","begin_sync":"","list":""}`, want: 400, msg: "card serial"},
@@ -206,13 +206,13 @@ func TestBadInputEverywhere(t *testing.T) {
 		{name: "journal over the body limit", method: "POST", path: "/v1/gate/journal", token: "gate", body: huge, want: 413, msg: "request body over"},
 		{name: "deny without a token", method: "GET", path: "/v1/gate/deny", want: 401, msg: "gate token"},
 		{name: "deny with the operator token", method: "GET", path: "/v1/gate/deny", token: "op", want: 401, msg: "gate token"},
-		{name: "deny, POST", method: "POST", path: "/v1/gate/deny", token: "gate", want: 404, msg: "no such endpoint"},
+		{name: "deny, POST", method: "POST", path: "/v1/gate/deny", token: "gate", want: 405, msg: "this endpoint takes"},
 
 		// The rest
 		{name: "rotate without a token", method: "POST", path: "/v1/issuer-keys/rotate", want: 401, msg: "operator token"},
 		{name: "rotate with the gate token", method: "POST", path: "/v1/issuer-keys/rotate", token: "gate", want: 401, msg: "operator token"},
-		{name: "issuer keys, PUT", method: "PUT", path: "/v1/issuer-keys", token: "op", body: `{}`, want: 404, msg: "no such endpoint"},
-		{name: "health, DELETE", method: "DELETE", path: "/healthz", want: 404, msg: "no such endpoint"},
+		{name: "issuer keys, PUT", method: "PUT", path: "/v1/issuer-keys", token: "op", body: `{}`, want: 405, msg: "this endpoint takes"},
+		{name: "health, DELETE", method: "DELETE", path: "/healthz", want: 405, msg: "this endpoint takes"},
 		{name: "unknown path", method: "GET", path: "/v2/orders", token: "op", want: 404, msg: "no such endpoint"},
 	}
 	for _, tc := range cases {
