@@ -6,7 +6,6 @@ import (
 	"log"
 	"os"
 	"path/filepath"
-	"testing"
 	"time"
 
 	"github.com/simtix/simtix/api"
@@ -62,7 +61,7 @@ func ExampleGate_Check() {
 
 // exampleCard makes a server, a card it has certified and a ticket on it.
 func exampleCard() (hostlib.Transport, *ticketfmt.KeySet, func()) {
-	t := &exampleT{}
+	t, cleanup := systemtest.ForExample()
 	env := systemtest.New(t, systemtest.Options{})
 	c := env.NewCard("89860012345678901234", 0)
 	h := &handset.Handset{Card: hostlib.NewApplet(c.Port(applet.Contact), hostlib.ClientOptions{}), Box: env.Client("")}
@@ -80,33 +79,5 @@ func exampleCard() (hostlib.Transport, *ticketfmt.KeySet, func()) {
 	if _, err := h.Sync(ctx, nil); err != nil {
 		log.Fatal(err)
 	}
-	return c.Port(applet.Contactless), env.Keys.KeySet(), t.cleanup
-}
-
-// exampleT lets an example use the test helpers.
-type exampleT struct {
-	testing.TB
-	cleanups []func()
-	dirs     []string
-}
-
-func (t *exampleT) Helper()                   {}
-func (t *exampleT) Cleanup(f func())          { t.cleanups = append(t.cleanups, f) }
-func (t *exampleT) Errorf(f string, a ...any) { log.Printf(f, a...) }
-func (t *exampleT) FailNow()                  { log.Fatal("example set-up failed") }
-func (t *exampleT) TempDir() string {
-	d, err := os.MkdirTemp("", "example")
-	if err != nil {
-		log.Fatal(err)
-	}
-	t.dirs = append(t.dirs, d)
-	return d
-}
-func (t *exampleT) cleanup() {
-	for i := len(t.cleanups) - 1; i >= 0; i-- {
-		t.cleanups[i]()
-	}
-	for _, d := range t.dirs {
-		os.RemoveAll(d)
-	}
+	return c.Port(applet.Contactless), env.Keys.KeySet(), cleanup
 }

@@ -6,7 +6,9 @@ package systemtest
 
 import (
 	"context"
+	"log"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"sort"
 	"testing"
@@ -159,4 +161,44 @@ func (e *Env) Placed(t testing.TB, card *emulator.Card, serial ticketfmt.Serial)
 	view, err := e.Operator().Tickets(context.Background(), serial.String())
 	require.NoError(t, err)
 	require.NoError(t, placement.Check(snap, view.Tickets))
+}
+
+// ForExample returns a testing.TB for the set-up of a runnable example
+// (which has no *testing.T): a failure logs and exits, TempDir makes a
+// directory; cleanup runs the registered clean-ups and removes the
+// directories.
+func ForExample() (tb testing.TB, cleanup func()) {
+	e := &exampleTB{}
+	return e, e.cleanup
+}
+
+// exampleTB implements the part of testing.TB that the set-up uses.
+type exampleTB struct {
+	testing.TB
+	cleanups []func()
+	dirs     []string
+}
+
+func (e *exampleTB) Helper()                   {}
+func (e *exampleTB) Cleanup(f func())          { e.cleanups = append(e.cleanups, f) }
+func (e *exampleTB) Errorf(f string, a ...any) { log.Printf(f, a...) }
+func (e *exampleTB) FailNow()                  { log.Fatal("example set-up failed") }
+func (e *exampleTB) Fatalf(f string, a ...any) { log.Fatalf(f, a...) }
+
+func (e *exampleTB) TempDir() string {
+	d, err := os.MkdirTemp("", "simtix-example-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	e.dirs = append(e.dirs, d)
+	return d
+}
+
+func (e *exampleTB) cleanup() {
+	for i := len(e.cleanups) - 1; i >= 0; i-- {
+		e.cleanups[i]()
+	}
+	for _, d := range e.dirs {
+		os.RemoveAll(d)
+	}
 }
