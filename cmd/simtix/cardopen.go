@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/simtix/simtix/applet"
 	"github.com/simtix/simtix/emulator"
@@ -63,4 +64,21 @@ func (f cardFlags) open(ctx context.Context, i applet.Interface) (*openedCard, e
 		return nil, errors.Join(err, pc.Close())
 	}
 	return &openedCard{Transport: card, close: func() error { return errors.Join(card.Close(), pc.Close()) }}, nil
+}
+
+// reopen is open for a card that has just left the reader: until pcscd's
+// next presence poll the reader may still show it, and connecting to it
+// fails; it tries again every 250 ms until the card answers or ctx ends.
+func (f cardFlags) reopen(ctx context.Context, i applet.Interface) (*openedCard, error) {
+	for {
+		c, err := f.open(ctx, i)
+		if err == nil || !errors.Is(err, hostlib.ErrCardRemoved) && !errors.Is(err, hostlib.ErrCardReset) {
+			return c, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }

@@ -88,7 +88,43 @@ func TestRolesThroughPCSC(t *testing.T) {
 		return false
 	})
 
+	// The card leaves the readers and comes back (its server restarts):
+	// the watching handset waits for it and goes on.
+	code, _, errOut = serve()
+	require.Equal(t, exitOK, code, errOut)
+	for _, reader := range []string{d.ContactReader(0), d.ContactlessReader(0)} {
+		// pcscd must see the card gone before another card process
+		// connects (../shared/notes/pcsc-vpcd.md).
+		require.NoError(t, d.WaitCard(ctx, reader, false), "the card gone from %s", reader)
+	}
+	serve = background(t, "card", "serve", "--image", r.image, "--vpcd", d.ContactAddr(0), "--contactless-vpcd", d.ContactlessAddr(0))
+	for _, reader := range []string{d.ContactReader(0), d.ContactlessReader(0)} {
+		require.NoError(t, d.WaitCard(ctx, reader, true), "the served card back in %s", reader)
+	}
+	code, out, errOut = simtix(t, "gate", "--reader", d.ContactlessReader(0), "--once", "--json",
+		"--issuer-keys", r.srv.File(issuer.KeySetFile), "--venue", "国家大剧院",
+		"--now", "2026-12-05T19:16:00Z", "--timezone", "UTC", "--journal", t.TempDir()+"/gate.journal")
+	require.Equal(t, exitOK, code, "%s%s", errOut, out)
+	second := decodeJSON[gateJSON](t, out).Ticket.ID
+	require.NotEqual(t, admitted, second)
+	recorded := func() bool {
+		ans, _ := r.tickets()
+		for _, tv := range ans.Tickets {
+			if tv.ID == second {
+				return tv.State == box.Checked
+			}
+		}
+		return false
+	}
+	for deadline := time.Now().Add(30 * time.Second); !recorded(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			code, out, errOut := watch()
+			t.Fatalf("the watching handset did not sync the second check (exit %d):\n%s\n%s", code, errOut, out)
+		}
+	}
+
 	code, out, errOut = watch()
+	assert.Contains(t, errOut, "waiting for the card")
 	assert.Equal(t, exitOK, code, errOut)
 	assert.Contains(t, out, `"event":"notification"`)
 	assert.Contains(t, out, `"why":"notification"`)

@@ -70,8 +70,9 @@ ticket GIVE on the card (a full card).
 With --watch, it syncs, then polls the card's STATUS every --interval: on a
 notification (a gate checked a ticket) it FETCHes it, syncs and answers
 TERMINAL RESPONSE; and it long-polls the box so that a ticket ordered while
-the card has room is stored at once. It runs until interrupted. With --json
-it prints one JSON document per event, one per line.
+the card has room is stored at once. It runs until interrupted; when the
+card leaves the reader (--reader), it waits for it and watches again. With
+--json it prints one JSON document per event, one per line.
 
 A card image (--image) is locked while in use: to let a gate use the same
 card at the same time, serve it with 'simtix card serve' and use --reader.`,
@@ -101,7 +102,11 @@ card at the same time, serve it with 'simtix card serve' and use --reader.`,
 			if err != nil {
 				return err
 			}
-			defer c.Close()
+			defer func() {
+				if c != nil {
+					c.Close()
+				}
+			}()
 			h := &handset.Handset{Card: hostlib.NewApplet(c, hostlib.ClientOptions{}), Box: box}
 			out := cmd.OutOrStdout()
 			if !watch {
@@ -115,17 +120,44 @@ card at the same time, serve it with 'simtix card serve' and use --reader.`,
 				printSync(out, res)
 				return nil
 			}
-			err = h.Watch(ctx, handset.WatchOptions{Interval: interval, OnEvent: func(e handset.Event) {
+			opts := handset.WatchOptions{Interval: interval, OnEvent: func(e handset.Event) {
 				if asJSON {
 					printWatchJSON(out, e)
 				} else {
 					printWatch(out, e)
 				}
-			}})
-			if ctx.Err() != nil {
-				return nil // interrupted: the normal end of --watch
+			}}
+			for {
+				err = h.Watch(ctx, opts)
+				if ctx.Err() != nil {
+					return nil // interrupted: the normal end of --watch
+				}
+				if card.reader == "" || !errors.Is(err, hostlib.ErrCardRemoved) && !errors.Is(err, hostlib.ErrCardReset) {
+					return err
+				}
+				// The card left the reader (or a served card restarted):
+				// wait for it to come back and watch again.
+				fmt.Fprintf(cmd.ErrOrStderr(), "simtix: %v; waiting for the card in %q\n", err, card.reader)
+				c.Close()
+				// Give pcscd its presence poll (400 ms) to see the card
+				// gone, rather than connecting again and again to a card
+				// that is no longer there.
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(500 * time.Millisecond):
+				}
+				next, err := card.reopen(ctx, applet.Contact)
+				if err != nil {
+					c = nil
+					if ctx.Err() != nil {
+						return nil
+					}
+					return err
+				}
+				c = next
+				h.Card = hostlib.NewApplet(c, hostlib.ClientOptions{})
 			}
-			return err
 		},
 	}
 	f := cmd.Flags()

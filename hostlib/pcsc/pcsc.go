@@ -36,7 +36,11 @@ func wrap(op string, err error) error {
 	}
 	var kind error
 	switch se {
-	case scard.ErrRemovedCard, scard.ErrNoSmartcard:
+	case scard.ErrRemovedCard, scard.ErrNoSmartcard, scard.ErrNotTransacted:
+		// pcsc-lite answers NOT_TRANSACTED when the reader's driver could
+		// not reach the card (vpcd: the card's connection closed; a real
+		// reader: a card pulled mid-command, before pcscd polls it gone):
+		// the command may or may not have been applied.
 		kind = hostlib.ErrCardRemoved
 	case scard.ErrResetCard, scard.ErrUnpoweredCard:
 		kind = hostlib.ErrCardReset
