@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -15,29 +16,43 @@ import (
 	"github.com/simtix/simtix/issuer"
 )
 
-// background runs a long-lived command (card serve, sync --watch) until
-// its stop is called; stop interrupts it as Ctrl-C does and returns its
-// exit status and output.
-func background(t *testing.T, args ...string) (stop func() (int, string, string)) {
+// backgroundCmd is a long-lived command (card serve, sync --watch, a gate
+// loop) run in-process.
+type backgroundCmd struct {
+	t           *testing.T
+	args        []string
+	cancel      context.CancelFunc
+	out, errOut *lockedBuffer
+	done        chan int
+	stopped     bool
+	code        int
+}
+
+// background runs a command until its Stop.
+func background(t *testing.T, args ...string) *backgroundCmd {
 	ctx, cancel := context.WithCancel(context.Background())
-	out, errOut := &lockedBuffer{}, &lockedBuffer{}
-	done := make(chan int, 1)
-	go func() { done <- run(ctx, args, out, errOut) }()
-	stopped, code := false, -1
-	stop = func() (int, string, string) {
-		if !stopped {
-			stopped = true
-			cancel()
-			select {
-			case code = <-done:
-			case <-time.After(30 * time.Second):
-				t.Errorf("%v did not stop: %s", args, errOut)
-			}
+	b := &backgroundCmd{t: t, args: args, cancel: cancel, out: &lockedBuffer{}, errOut: &lockedBuffer{}, done: make(chan int, 1), code: -1}
+	go func() { b.done <- run(ctx, args, b.out, b.errOut) }()
+	t.Cleanup(func() { b.Stop() })
+	return b
+}
+
+// Output is what the command printed so far.
+func (b *backgroundCmd) Output() string { return b.out.String() }
+
+// Stop interrupts the command as Ctrl-C does and returns its exit status
+// and output.
+func (b *backgroundCmd) Stop() (int, string, string) {
+	if !b.stopped {
+		b.stopped = true
+		b.cancel()
+		select {
+		case b.code = <-b.done:
+		case <-time.After(30 * time.Second):
+			b.t.Errorf("%v did not stop: %s", b.args, b.errOut)
 		}
-		return code, out.String(), errOut.String()
 	}
-	t.Cleanup(func() { stop() })
-	return stop
+	return b.code, b.out.String(), b.errOut.String()
 }
 
 // TestRolesThroughPCSC runs the handset and the gate from the command line
@@ -90,7 +105,7 @@ func TestRolesThroughPCSC(t *testing.T) {
 
 	// The card leaves the readers and comes back (its server restarts):
 	// the watching handset waits for it and goes on.
-	code, _, errOut = serve()
+	code, _, errOut = serve.Stop()
 	require.Equal(t, exitOK, code, errOut)
 	for _, reader := range []string{d.ContactReader(0), d.ContactlessReader(0)} {
 		// pcscd must see the card gone before another card process
@@ -101,11 +116,18 @@ func TestRolesThroughPCSC(t *testing.T) {
 	for _, reader := range []string{d.ContactReader(0), d.ContactlessReader(0)} {
 		require.NoError(t, d.WaitCard(ctx, reader, true), "the served card back in %s", reader)
 	}
-	code, out, errOut = simtix(t, "gate", "--reader", d.ContactlessReader(0), "--once", "--json",
+	// A gate serving card after card: it checks the card in the field,
+	// then waits for it to leave and for the next one.
+	gateLoop := background(t, "gate", "--reader", d.ContactlessReader(0), "--json",
 		"--issuer-keys", r.srv.File(issuer.KeySetFile), "--venue", "国家大剧院",
 		"--now", "2026-12-05T19:16:00Z", "--timezone", "UTC", "--journal", t.TempDir()+"/gate.journal")
-	require.Equal(t, exitOK, code, "%s%s", errOut, out)
-	second := decodeJSON[gateJSON](t, out).Ticket.ID
+	waitFor(t, "the gate's verdict", func() bool {
+		return strings.Contains(gateLoop.Output(), "\n}")
+	})
+	verdicts := decodeJSONStream[gateJSON](t, gateLoop.Output())
+	require.Len(t, verdicts, 1)
+	require.True(t, verdicts[0].Accepted, verdicts[0].Reason)
+	second := verdicts[0].Ticket.ID
 	require.NotEqual(t, admitted, second)
 	recorded := func() bool {
 		ans, _ := r.tickets()
@@ -118,18 +140,35 @@ func TestRolesThroughPCSC(t *testing.T) {
 	}
 	for deadline := time.Now().Add(30 * time.Second); !recorded(); time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			code, out, errOut := watch()
+			code, out, errOut := watch.Stop()
 			t.Fatalf("the watching handset did not sync the second check (exit %d):\n%s\n%s", code, errOut, out)
 		}
 	}
 
-	code, out, errOut = watch()
+	// The card presented again: no ticket of this venue is left.
+	code, _, errOut = serve.Stop()
+	require.Equal(t, exitOK, code, errOut)
+	for _, reader := range []string{d.ContactReader(0), d.ContactlessReader(0)} {
+		require.NoError(t, d.WaitCard(ctx, reader, false), "the card gone from %s", reader)
+	}
+	serve = background(t, "card", "serve", "--image", r.image, "--vpcd", d.ContactAddr(0), "--contactless-vpcd", d.ContactlessAddr(0))
+	waitFor(t, "the gate's second verdict", func() bool {
+		return strings.Count(gateLoop.Output(), "\n}") >= 2
+	})
+	code, out, errOut = gateLoop.Stop()
+	assert.Equal(t, exitOK, code, "an interrupted gate loop ends well: %s", errOut)
+	verdicts = decodeJSONStream[gateJSON](t, out)
+	require.Len(t, verdicts, 2)
+	assert.False(t, verdicts[1].Accepted)
+	assert.Contains(t, verdicts[1].Reason, "no ticket for this venue")
+
+	code, out, errOut = watch.Stop()
 	assert.Contains(t, errOut, "waiting for the card")
 	assert.Equal(t, exitOK, code, errOut)
 	assert.Contains(t, out, `"event":"notification"`)
 	assert.Contains(t, out, `"why":"notification"`)
 	assert.NotContains(t, out, `"event":"error"`)
-	code, _, errOut = serve()
+	code, _, errOut = serve.Stop()
 	assert.Equal(t, exitOK, code, errOut)
 }
 
@@ -150,4 +189,18 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		require.True(t, time.Now().Before(deadline), "waiting for %s", what)
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// decodeJSONStream decodes the JSON documents a command printed one after
+// the other.
+func decodeJSONStream[T any](t *testing.T, out string) []T {
+	t.Helper()
+	var all []T
+	dec := json.NewDecoder(strings.NewReader(out))
+	for dec.More() {
+		var v T
+		require.NoError(t, dec.Decode(&v), "in %s", out)
+		all = append(all, v)
+	}
+	return all
 }
