@@ -314,15 +314,8 @@ func (t *txn) TicketsOf(ctx context.Context, serial ticketfmt.Serial) ([]*box.Ti
 		return nil, fmt.Errorf("postgres: tickets of %v: %w", serial, err)
 	}
 	defer rows.Close()
-	var ts []*box.Ticket
-	for rows.Next() {
-		tk, err := scanTicket(rows)
-		if err != nil {
-			return nil, fmt.Errorf("postgres: tickets of %v: %w", serial, err)
-		}
-		ts = append(ts, tk)
-	}
-	if err := rows.Err(); err != nil {
+	ts, err := codec.Collect(rows, func(r codec.Rows) (*box.Ticket, error) { return scanTicket(r) })
+	if err != nil {
 		return nil, fmt.Errorf("postgres: tickets of %v: %w", serial, err)
 	}
 	return ts, nil
@@ -469,30 +462,26 @@ func (t *txn) AddCheck(ctx context.Context, c store.Check) (bool, error) {
 // ChecksOf returns a ticket's recorded checks by check time, then in the
 // order they arrived.
 func (t *txn) ChecksOf(ctx context.Context, id ticketfmt.ID) ([]store.Check, error) {
-	rows, err := t.tx.Query(ctx, `SELECT ticket_id, serial, gate, check_time, nonce, receipt, received
+	rows, err := t.tx.Query(ctx, `SELECT `+codec.CheckColumns+`
 		FROM checks WHERE ticket_id = $1 ORDER BY check_time, seq`, id[:])
 	if err != nil {
 		return nil, fmt.Errorf("postgres: checks of %v: %w", id, err)
 	}
 	defer rows.Close()
-	var cs []store.Check
-	for rows.Next() {
+	cs, err := codec.Collect(rows, func(r codec.Rows) (store.Check, error) {
 		var (
-			c                             store.Check
-			tid, ser, gate, nonce, receip []byte
-			at                            int64
+			tid, ser, gate, nonce, receipt []byte
+			at                             int64
+			received                       time.Time
 		)
-		if err := rows.Scan(&tid, &ser, &gate, &at, &nonce, &receip, &c.Received); err != nil {
-			return nil, fmt.Errorf("postgres: checks of %v: %w", id, err)
+		if err := r.Scan(&tid, &ser, &gate, &at, &nonce, &receipt, &received); err != nil {
+			return store.Check{}, err
 		}
-		if err := errors.Join(codec.Fixed(c.TicketID[:], tid, "ticket ID"), codec.Fixed(c.Serial[:], ser, "serial"), codec.Fixed(c.Gate[:], gate, "gate ID")); err != nil {
-			return nil, fmt.Errorf("postgres: checks of %v: %w", id, err)
-		}
-		c.Time = codec.IntDateTime(at)
-		c.Nonce, c.Receipt = codec.OrNil(nonce), codec.OrNil(receip)
-		cs = append(cs, c)
-	}
-	if err := rows.Err(); err != nil {
+		c, err := codec.CheckRow(tid, ser, gate, at, nonce, receipt)
+		c.Received = received
+		return c, err
+	})
+	if err != nil {
 		return nil, fmt.Errorf("postgres: checks of %v: %w", id, err)
 	}
 	return cs, nil
@@ -505,21 +494,8 @@ func (t *txn) DenyList(ctx context.Context) ([]ticketfmt.ID, error) {
 		return nil, fmt.Errorf("postgres: deny list: %w", err)
 	}
 	defer rows.Close()
-	var ids []ticketfmt.ID
-	for rows.Next() {
-		var (
-			id ticketfmt.ID
-			b  []byte
-		)
-		if err := rows.Scan(&b); err != nil {
-			return nil, fmt.Errorf("postgres: deny list: %w", err)
-		}
-		if err := codec.Fixed(id[:], b, "ticket ID"); err != nil {
-			return nil, fmt.Errorf("postgres: deny list: %w", err)
-		}
-		ids = append(ids, id)
-	}
-	if err := rows.Err(); err != nil {
+	ids, err := codec.Collect(rows, codec.ScanID)
+	if err != nil {
 		return nil, fmt.Errorf("postgres: deny list: %w", err)
 	}
 	return ids, nil

@@ -5,11 +5,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"github.com/simtix/simtix/store/internal/codec"
 	"time"
 
 	"github.com/simtix/simtix/box"
 	"github.com/simtix/simtix/store"
+	"github.com/simtix/simtix/store/internal/codec"
 	"github.com/simtix/simtix/ticketfmt"
 )
 
@@ -270,15 +270,8 @@ func (t *txn) TicketsOf(ctx context.Context, serial ticketfmt.Serial) ([]*box.Ti
 		return nil, fmt.Errorf("sqlite: tickets of %v: %w", serial, err)
 	}
 	defer rows.Close()
-	var ts []*box.Ticket
-	for rows.Next() {
-		tk, err := scanTicket(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: tickets of %v: %w", serial, err)
-		}
-		ts = append(ts, tk)
-	}
-	if err := rows.Err(); err != nil {
+	ts, err := codec.Collect(rows, func(r codec.Rows) (*box.Ticket, error) { return scanTicket(r) })
+	if err != nil {
 		return nil, fmt.Errorf("sqlite: tickets of %v: %w", serial, err)
 	}
 	return ts, nil
@@ -435,32 +428,25 @@ func (t *txn) AddCheck(ctx context.Context, c store.Check) (bool, error) {
 // ChecksOf returns a ticket's recorded checks by check time, then in the
 // order they arrived.
 func (t *txn) ChecksOf(ctx context.Context, id ticketfmt.ID) ([]store.Check, error) {
-	rows, err := t.tx.QueryContext(ctx, `SELECT ticket_id, serial, gate, check_time, nonce, receipt, received
+	rows, err := t.tx.QueryContext(ctx, `SELECT `+codec.CheckColumns+`
 		FROM checks WHERE ticket_id = ? ORDER BY check_time, seq`, id[:])
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: checks of %v: %w", id, err)
 	}
 	defer rows.Close()
-	var cs []store.Check
-	for rows.Next() {
+	cs, err := codec.Collect(rows, func(r codec.Rows) (store.Check, error) {
 		var (
-			c              store.Check
-			tid, ser, gate []byte
-			at, received   int64
-			nonce, receipt []byte
+			tid, ser, gate, nonce, receipt []byte
+			at, received                   int64
 		)
-		if err := rows.Scan(&tid, &ser, &gate, &at, &nonce, &receipt, &received); err != nil {
-			return nil, fmt.Errorf("sqlite: checks of %v: %w", id, err)
+		if err := r.Scan(&tid, &ser, &gate, &at, &nonce, &receipt, &received); err != nil {
+			return store.Check{}, err
 		}
-		if err := errors.Join(codec.Fixed(c.TicketID[:], tid, "ticket ID"), codec.Fixed(c.Serial[:], ser, "serial"), codec.Fixed(c.Gate[:], gate, "gate ID")); err != nil {
-			return nil, fmt.Errorf("sqlite: checks of %v: %w", id, err)
-		}
-		c.Time = codec.IntDateTime(at)
-		c.Nonce, c.Receipt = codec.OrNil(nonce), codec.OrNil(receipt)
+		c, err := codec.CheckRow(tid, ser, gate, at, nonce, receipt)
 		c.Received = time.UnixMicro(received)
-		cs = append(cs, c)
-	}
-	if err := rows.Err(); err != nil {
+		return c, err
+	})
+	if err != nil {
 		return nil, fmt.Errorf("sqlite: checks of %v: %w", id, err)
 	}
 	return cs, nil
@@ -473,21 +459,8 @@ func (t *txn) DenyList(ctx context.Context) ([]ticketfmt.ID, error) {
 		return nil, fmt.Errorf("sqlite: deny list: %w", err)
 	}
 	defer rows.Close()
-	var ids []ticketfmt.ID
-	for rows.Next() {
-		var (
-			id ticketfmt.ID
-			b  []byte
-		)
-		if err := rows.Scan(&b); err != nil {
-			return nil, fmt.Errorf("sqlite: deny list: %w", err)
-		}
-		if err := codec.Fixed(id[:], b, "ticket ID"); err != nil {
-			return nil, fmt.Errorf("sqlite: deny list: %w", err)
-		}
-		ids = append(ids, id)
-	}
-	if err := rows.Err(); err != nil {
+	ids, err := codec.Collect(rows, codec.ScanID)
+	if err != nil {
 		return nil, fmt.Errorf("sqlite: deny list: %w", err)
 	}
 	return ids, nil
