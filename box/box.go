@@ -416,10 +416,7 @@ func (s *syncer) boxed() []*Ticket {
 // SortSoonest sorts tickets by use date and time, ties in issue order.
 func SortSoonest(ts []*Ticket) {
 	slices.SortStableFunc(ts, func(a, b *Ticket) int {
-		if c := a.Date.Compare(b.Date); c != 0 {
-			return c
-		}
-		if c := a.Time.Compare(b.Time); c != 0 {
+		if c := ticketfmt.CompareUse(a.Date, a.Time, b.Date, b.Time); c != 0 {
 			return c
 		}
 		return cmp.Compare(a.Seq, b.Seq)

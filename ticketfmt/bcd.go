@@ -111,6 +111,16 @@ func (t TimeOfDay) Compare(o TimeOfDay) int {
 	return cmpInt(t.Minute, o.Minute)
 }
 
+// CompareUse orders two use dates and times (date d at time t, and date
+// od at time ot): -1, 0 or +1 as the first is sooner than, the same as or
+// later than the second.
+func CompareUse(d Date, t TimeOfDay, od Date, ot TimeOfDay) int {
+	if c := d.Compare(od); c != 0 {
+		return c
+	}
+	return t.Compare(ot)
+}
+
 func cmpInt(a, b int) int {
 	switch {
 	case a < b:

@@ -95,3 +95,13 @@ func TestDateCompareAndIn(t *testing.T) {
 	assert.Equal(t, "2026-12-05T19:30:00+08:00", at.Format(time.RFC3339))
 	assert.Equal(t, a, DateOf(at))
 }
+
+func TestCompareUse(t *testing.T) {
+	d := Date{Year: 2026, Month: 12, Day: 5}
+	next := Date{Year: 2026, Month: 12, Day: 6}
+	early, late := TimeOfDay{Hour: 7}, TimeOfDay{Hour: 21, Minute: 10}
+	assert.Equal(t, -1, CompareUse(d, late, next, early), "the date first")
+	assert.Equal(t, 1, CompareUse(next, early, d, late))
+	assert.Equal(t, -1, CompareUse(d, early, d, late), "then the time")
+	assert.Equal(t, 0, CompareUse(d, late, d, late))
+}

@@ -7,7 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -340,24 +340,14 @@ func waiting(view api.TicketsAnswer) []api.TicketView {
 			out = append(out, t)
 		}
 	}
-	sort.SliceStable(out, func(i, j int) bool {
-		if c := out[i].Date.Compare(out[j].Date); c != 0 {
-			return c < 0
-		}
-		return out[i].Time.Compare(out[j].Time) < 0
-	})
+	slices.SortStableFunc(out, func(a, b api.TicketView) int { return ticketfmt.CompareUse(a.Date, a.Time, b.Date, b.Time) })
 	return out
 }
 
 // sortedBySoonest returns the tickets by use date and time.
 func sortedBySoonest(ts []ticketfmt.Ticket) []ticketfmt.Ticket {
-	out := append([]ticketfmt.Ticket(nil), ts...)
-	sort.SliceStable(out, func(i, j int) bool {
-		if c := out[i].Date.Compare(out[j].Date); c != 0 {
-			return c < 0
-		}
-		return out[i].Time.Compare(out[j].Time) < 0
-	})
+	out := slices.Clone(ts)
+	slices.SortStableFunc(out, func(a, b ticketfmt.Ticket) int { return ticketfmt.CompareUse(a.Date, a.Time, b.Date, b.Time) })
 	return out
 }
 

@@ -10,7 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"testing"
 	"time"
 
@@ -128,12 +128,7 @@ func Tickets(t testing.TB) []api.OrderTicket {
 		out[i] = api.OrderTicket{Type: tk.Type, Seller: tk.Seller, Date: tk.Date, Time: tk.Time,
 			Price: tk.Price, Seat: tk.Seat, Instructions: tk.Instructions}
 	}
-	sort.SliceStable(out, func(i, j int) bool {
-		if c := out[i].Date.Compare(out[j].Date); c != 0 {
-			return c < 0
-		}
-		return out[i].Time.Compare(out[j].Time) < 0
-	})
+	slices.SortStableFunc(out, func(a, b api.OrderTicket) int { return ticketfmt.CompareUse(a.Date, a.Time, b.Date, b.Time) })
 	return out
 }
 
