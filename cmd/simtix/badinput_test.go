@@ -25,8 +25,6 @@ type badCommand struct {
 	want int
 	// msg is what the message on stderr says.
 	msg string
-	// skip names a reported bug that keeps the case from passing yet.
-	skip string
 }
 
 // TestBadInputEveryCommand runs every command with wrong, missing and
@@ -198,9 +196,6 @@ func TestBadInputEveryCommand(t *testing.T) {
 	roots := []string{filepath.Dir(img), dir}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.skip != "" {
-				t.Skip(tc.skip)
-			}
 			before := files(t, roots...)
 			code, out, errOut := simtix(t, tc.args...)
 			assert.Equal(t, tc.want, code, "%q: %s", tc.args, errOut)
