@@ -187,18 +187,14 @@ func discard(resp *http.Response) {
 }
 
 // slot is interface i of the card as a reader reaches it: whatever body the
-// card has now (w.present and w.arm replace it). A command to a card that
-// lost its power (a tear) or left the field fails with
-// hostlib.ErrCardRemoved, as a reader reports it.
+// card has now (w.present and w.arm replace it), through its port, which
+// reports a tear or a card out of the field as hostlib.ErrCardRemoved.
 func (w *world) slot(c *card, i applet.Interface) hostlib.Transport {
 	return hostlib.TransportFunc(func(ctx context.Context, cmd []byte) ([]byte, error) {
-		resp, err := c.emu.Transmit(ctx, i, cmd)
+		resp, err := c.emu.Port(i).Transmit(ctx, cmd)
 		switch {
 		case errors.Is(err, emulator.ErrTorn):
 			w.stats.tears++
-			return nil, fmt.Errorf("%w: %w", hostlib.ErrCardRemoved, err)
-		case errors.Is(err, emulator.ErrNoPower):
-			return nil, fmt.Errorf("%w: %w", hostlib.ErrCardRemoved, err)
 		case err == nil && bytes.HasSuffix(resp, []byte{0x64, 0x00}):
 			w.stats.writeFails++
 		}
