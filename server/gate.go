@@ -82,15 +82,20 @@ func (s *Server) handleJournal(w http.ResponseWriter, r *http.Request) {
 	serials = slices.Compact(serials)
 	err := s.cfg.Store.Update(r.Context(), func(tx store.Tx) error {
 		ans = api.JournalAnswer{}
+		cards := make(map[ticketfmt.Serial]*store.Card, len(serials))
 		for _, serial := range serials {
 			// LockCard would create a card it has never seen: look first.
-			_, err := tx.Card(r.Context(), serial)
+			card, err := tx.Card(r.Context(), serial)
 			if err == nil {
-				_, err = tx.LockCard(r.Context(), serial)
+				card, err = tx.LockCard(r.Context(), serial)
 			}
-			if err != nil && !errors.Is(err, store.ErrNotFound) {
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			if err != nil {
 				return err
 			}
+			cards[serial] = card
 		}
 		for _, p := range checks {
 			c := p.c
@@ -108,13 +113,10 @@ func (s *Server) handleJournal(w http.ResponseWriter, r *http.Request) {
 			}
 			// A card with no registered key was never certified: no gate
 			// can have checked its tickets, and no receipt can verify.
-			card, err := tx.Card(r.Context(), c.Serial)
-			if errors.Is(err, store.ErrNotFound) || err == nil && len(card.PublicKey) == 0 {
+			card := cards[c.Serial]
+			if card == nil || len(card.PublicKey) == 0 {
 				ans.Rejected = append(ans.Rejected, fmt.Sprintf("ticket %v: card %v has no registered key (it never synced)", c.TicketID, c.Serial))
 				continue
-			}
-			if err != nil {
-				return err
 			}
 			pub, err := ticketfmt.DecodePublicKey(card.PublicKey)
 			if err != nil {
