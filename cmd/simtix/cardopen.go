@@ -30,9 +30,7 @@ func (f cardFlags) check() error {
 // openedCard is a card reached by a role command.
 type openedCard struct {
 	hostlib.Transport
-	// emulated is the in-process card behind --image, else nil.
-	emulated *emulator.Card
-	close    func() error
+	close func() error
 }
 
 // Close releases the card (and saves an image).
@@ -50,7 +48,7 @@ func (f cardFlags) open(ctx context.Context, i applet.Interface) (*openedCard, e
 		if _, err := card.PowerOn(ctx, i); err != nil {
 			return nil, errors.Join(err, card.Close())
 		}
-		return &openedCard{Transport: card.Port(i), emulated: card, close: card.Close}, nil
+		return &openedCard{Transport: card.Port(i), close: card.Close}, nil
 	}
 	pc, err := pcsc.Open()
 	if err != nil {
