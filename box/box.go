@@ -374,13 +374,9 @@ func (s *syncer) plan(ex *Exchange) ([]Item, error) {
 	if first != nil && (first.Size(h) > bytes || count < 1) {
 		return nil, fmt.Errorf("%w: ticket %v (%d bytes) does not fit in place of %v", ErrExchange, first.ID, len(first.Raw), ex.Give)
 	}
-	for _, t := range candidates {
-		if t.Size(h) > bytes || count < 1 {
-			break
-		}
+	for _, t := range fitSoonest(candidates, bytes, count, h) {
 		items = append(items, Item{Op: OpStore, Ticket: t.ID})
 		s.authorise(t, Delivering, st.Epoch, st.Counter+uint32(len(items)-1))
-		bytes, count = bytes-t.Size(h), count-1
 	}
 	// An epoch's counter never wraps: drop what would need counters past
 	// FFFFFFFF (and put their tickets back).
@@ -482,34 +478,17 @@ func Authorise(p Plan, keys cardkeys.Keys, serial ticketfmt.Serial, raw func(tic
 	return steps, nil
 }
 
-// Room returns the room a card has for new tickets, as the box sees it: the
-// available bytes and ticket count the card last reported (free plus
-// reclaimable), less what the tickets already due to it will take (those
-// being delivered, and those in the box that its next sync will store,
-// soonest first).
-func Room(card Card, tickets []*Ticket) (bytes, count int) {
-	_, bytes, count = due(card, tickets)
-	return max(bytes, 0), max(count, 0)
-}
-
 // Due returns how many of a card's tickets in the box its next sync will
 // store, by the room it last reported.
-func Due(card Card, tickets []*Ticket) int {
-	d, _, _ := due(card, tickets)
-	return len(d)
-}
+func Due(card Card, tickets []*Ticket) int { return len(DueTickets(card, tickets)) }
 
 // DueTickets returns the tickets in the box that the card's next sync will
 // store, soonest first: the plan's rule, by the room the card last reported
-// less the tickets being delivered.
+// (free plus reclaimable bytes and tickets) less the tickets being
+// delivered.
 func DueTickets(card Card, tickets []*Ticket) []*Ticket {
-	d, _, _ := due(card, tickets)
-	return d
-}
-
-func due(card Card, tickets []*Ticket) (d []*Ticket, bytes, count int) {
 	st := card.Status
-	bytes, count = st.AvailableBytes(), st.AvailableTickets()
+	bytes, count := st.AvailableBytes(), st.AvailableTickets()
 	var boxed []*Ticket
 	for _, t := range tickets {
 		switch t.State {
@@ -520,12 +499,19 @@ func due(card Card, tickets []*Ticket) (d []*Ticket, bytes, count int) {
 		}
 	}
 	SortSoonest(boxed)
-	for _, t := range boxed {
-		if t.Size(st.Overhead) > bytes || count < 1 {
-			break
+	return fitSoonest(boxed, bytes, count, st.Overhead)
+}
+
+// fitSoonest returns the first of candidates (soonest first) that fit in
+// bytes and count, records of overhead h each: it stops at the first that
+// does not fit, so that a later, smaller ticket never overtakes a sooner
+// one.
+func fitSoonest(candidates []*Ticket, bytes, count, h int) []*Ticket {
+	for i, t := range candidates {
+		if t.Size(h) > bytes || count < 1 {
+			return candidates[:i]
 		}
-		d = append(d, t)
-		bytes, count = bytes-t.Size(st.Overhead), count-1
+		bytes, count = bytes-t.Size(h), count-1
 	}
-	return d, bytes, count
+	return candidates
 }

@@ -326,14 +326,22 @@ func TestAuthoriseRefusesMissingData(t *testing.T) {
 	assert.ErrorContains(t, err, "no ticket")
 }
 
-func TestRoom(t *testing.T) {
+func TestDueTickets(t *testing.T) {
 	card := box.Card{Status: status(500, 2, 1, 1, 0)}
 	card.Status.Reclaimable = 200
 	// 700 bytes, 31 tickets available; a delivering 100 (108) and the box's
 	// soonest 300 (308) are due; the next 400 does not fit and claims
 	// nothing.
 	tickets := []*box.Ticket{tk(1, day, 9, 100, box.Delivering), tk(2, day, 10, 300, box.InBox), tk(3, day, 11, 400, box.InBox), tk(4, day, 8, 1, box.Checked)}
-	bytes, count := box.Room(card, tickets)
-	assert.Equal(t, 700-108-308, bytes)
-	assert.Equal(t, 31-2, count)
+	assert.Equal(t, []*box.Ticket{tickets[1]}, box.DueTickets(card, tickets))
+	assert.Equal(t, 1, box.Due(card, tickets))
+	// 300 bytes less: the soonest no longer fits (400 - 108 < 308), and
+	// the smaller later ones do not overtake it.
+	card.Status.Free, card.Status.Reclaimable = 300, 100
+	tickets = append(tickets, tk(5, day, 12, 10, box.InBox))
+	assert.Empty(t, box.DueTickets(card, tickets))
+	// One ticket left to the count: only the soonest.
+	card.Status.Free = 2000
+	card.Status.MaxTickets = card.Status.Stored - card.Status.Checked + 2
+	assert.Equal(t, []*box.Ticket{tickets[1]}, box.DueTickets(card, tickets))
 }
