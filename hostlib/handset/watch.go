@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/simtix/simtix/apiclient"
@@ -83,12 +84,14 @@ func (h *Handset) Watch(ctx context.Context, opts WatchOptions) error {
 		return err
 	}
 
+	var wg sync.WaitGroup
+	defer wg.Wait() // after cancel: Watch returns once the long poll has
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	due := make(chan int, 1)
 	sessions := make(chan string, 1)
 	if !opts.NoEvents {
-		go w.longPoll(ctx, w.serial, opts.EventWait, sessions, due)
+		wg.Go(func() { w.longPoll(ctx, w.serial, opts.EventWait, sessions, due) })
 	}
 	offer := func(session string) {
 		if session == "" || opts.NoEvents {
