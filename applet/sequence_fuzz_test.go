@@ -184,6 +184,8 @@ type sequenceRun struct {
 	snap Snapshot
 	// fault is armed for the next command (Kind NoFault: none).
 	fault nvm.Fault
+	// tangled: the last command sent met a pending chain (metChain).
+	tangled bool
 	// reached names the deep states the run went through.
 	reached map[string]bool
 }
@@ -220,9 +222,24 @@ func (r *sequenceRun) bytes(n int) []byte {
 
 func iface(b byte) Interface { return Interface(b & 1) }
 
-// selected reports whether the applet is selected on interface i's basic
-// channel, so that a generated command's outcome is known.
-func (r *sequenceRun) selected(i Interface) bool { return r.c.iface[i].ch[0].selected }
+// known reports whether the outcome of the generated command just sent on
+// interface i's basic channel is the one the spec gives it: the applet is
+// selected there, and the command did not meet a chain an earlier raw
+// command left pending (which it would join, or be refused by with 6883).
+func (r *sequenceRun) known(i Interface) bool {
+	return r.c.iface[i].ch[0].selected && !r.tangled
+}
+
+// metChain reports whether cmd, about to be sent on interface i, meets a
+// chain pending on its basic channel: it continues it (same INS, P1, P2)
+// or, having the chaining bit itself, is refused by it.
+func (r *sequenceRun) metChain(i Interface, cmd []byte) bool {
+	if len(cmd) < 4 || cmd[0]&0x43 != 0 {
+		return false
+	}
+	p := r.c.iface[i].ch[0].chain
+	return p != nil && (cmd[0]&apdu.ChainingBit != 0 || p.ins == cmd[1] && p.p1 == cmd[2] && p.p2 == cmd[3])
+}
 
 // auth is the authorisation the card takes now, or one bent as bend says:
 // 1 a past epoch, 2 a wrong counter, 3 a wrong MAC (see mac).
@@ -329,7 +346,7 @@ func (r *sequenceRun) step() {
 		copy(ch[:], r.bytes(len(ch)))
 		before := r.snap
 		sw, data, ok := r.send(Contact, encodeCmd(t, cardproto.BeginSync(ch)))
-		if !ok || armed || !r.selected(Contact) {
+		if !ok || armed || !r.known(Contact) {
 			return
 		}
 		if before.Epoch == 0xFFFFFFFF {
@@ -368,18 +385,22 @@ func (r *sequenceRun) step() {
 		case 6: // chained: two parts
 			data := cmd.Data
 			first := apdu.Command{CLA: cmd.CLA | apdu.ChainingBit, INS: cmd.INS, Data: data[:len(data)/2]}
-			if psw, _, pok := r.send(Contact, encodeCmd(t, first)); pok && !armed && r.selected(Contact) {
+			if psw, _, pok := r.send(Contact, encodeCmd(t, first)); pok && !armed && r.known(Contact) {
 				require.Equal(t, apdu.SWSuccess, psw, "a chained part before the last answers 9000")
 			}
 			armed = r.fault.Kind != nvm.NoFault
+			// The last part meets the first part's chain: it is known if
+			// the first part was.
+			firstTangled := r.tangled
 			sw, _, ok = r.send(Contact, encodeCmd(t, apdu.Command{CLA: cmd.CLA, INS: cmd.INS, Data: data[len(data)/2:]}))
+			r.tangled = firstTangled
 		case 7: // extended form
 			cmd.Extended = true
 			sw, _, ok = r.send(Contact, encodeCmd(t, cmd))
 		default:
 			sw, _, ok = r.send(Contact, encodeCmd(t, cmd))
 		}
-		if !ok || armed || !r.selected(Contact) {
+		if !ok || armed || !r.known(Contact) {
 			return
 		}
 		switch {
@@ -410,7 +431,7 @@ func (r *sequenceRun) step() {
 		mac := bentMAC(cardkeys.DeleteMAC(r.fx.keys, r.fx.serial, a, id, want), bend)
 		before := r.snap
 		sw, _, ok := r.send(Contact, encodeCmd(t, cardproto.Delete(id, want, a, mac)))
-		if !ok || armed || !r.selected(Contact) {
+		if !ok || armed || !r.known(Contact) {
 			return
 		}
 		st := r.storedIn(before, id)
@@ -445,7 +466,7 @@ func (r *sequenceRun) step() {
 		mac := bentMAC(cardkeys.CertMAC(r.fx.keys, r.fx.serial, a, cert), bend)
 		before := r.snap
 		sw, _, ok := r.send(Contact, encodeCmd(t, cardproto.PutCertificate(cert, a, mac)))
-		if !ok || armed || !r.selected(Contact) {
+		if !ok || armed || !r.known(Contact) {
 			return
 		}
 		switch {
@@ -473,7 +494,7 @@ func (r *sequenceRun) step() {
 		})
 		before := r.snap
 		sw, resp, ok := r.send(Contactless, encodeCmd(t, apdu.Command{CLA: cardproto.ClaProprietary, INS: cardproto.InsCheck, Data: data, Ne: 256}))
-		if !ok || armed || !r.selected(Contactless) {
+		if !ok || armed || !r.known(Contactless) {
 			return
 		}
 		prior := r.storedTicket(before, id)
@@ -509,7 +530,7 @@ func (r *sequenceRun) step() {
 			q.NotBefore = &tk.Time
 		}
 		sw, data, ok := r.send(Contactless, encodeCmd(t, cardproto.Find(q)))
-		if ok && !armed && r.selected(Contactless) && sw == apdu.SWSuccess {
+		if ok && !armed && r.known(Contactless) && sw == apdu.SWSuccess {
 			ts, err := cardproto.ParseTicketState(data)
 			require.NoError(t, err, "FIND's answer")
 			require.Equal(t, cardproto.StateUnchecked, ts.State, "FIND finds unchecked tickets")
@@ -564,7 +585,7 @@ func (r *sequenceRun) step() {
 
 	case opList:
 		sw, data, ok := r.send(Contact, encodeCmd(t, cardproto.List()))
-		if ok && !armed && r.selected(Contact) {
+		if ok && !armed && r.known(Contact) {
 			r.expect(sw, "LIST", false)
 			if sw == apdu.SWSuccess || isNotification(sw) {
 				entries, err := cardproto.ParseList(data)
@@ -582,7 +603,7 @@ func (r *sequenceRun) step() {
 	case opRead:
 		id := r.pick(r.byte())
 		sw, data, ok := r.send(Contact, encodeCmd(t, cardproto.Read(id)))
-		if ok && !armed && r.selected(Contact) && (sw == apdu.SWSuccess || isNotification(sw)) {
+		if ok && !armed && r.known(Contact) && (sw == apdu.SWSuccess || isNotification(sw)) {
 			ts, err := cardproto.ParseTicketState(data)
 			require.NoError(t, err)
 			require.NotNil(t, r.stored(id))
@@ -686,6 +707,7 @@ func (r *sequenceRun) send(i Interface, cmd []byte) (sw apdu.StatusWord, data []
 	t := r.t
 	armed := r.fault
 	r.fault = nvm.Fault{}
+	r.tangled = r.metChain(i, cmd)
 	var twin *Card
 	if armed.Kind == nvm.Tear {
 		twin = r.twin()
