@@ -75,6 +75,11 @@ type Ticket struct {
 	// OffCard is set once a checked ticket is known to have left its card
 	// (its DELETE was used), so that it is not planned again.
 	OffCard bool
+	// Due is set on a ticket in the box that an order answered "card"
+	// (Route): the card's next sync stores it before the box's other
+	// tickets, so that the answer holds whatever is ordered after it. It
+	// is cleared when the ticket reaches the card.
+	Due bool
 }
 
 // Size is the room the ticket takes on a card whose per-record overhead is
@@ -230,6 +235,9 @@ func (s *syncer) move(t *Ticket, to State) {
 	if to != Delivering && to != Returning {
 		t.Epoch, t.Counter = 0, 0
 	}
+	if to == OnCard || to == Checked {
+		t.Due = false
+	}
 	s.touch(t)
 }
 
@@ -290,6 +298,16 @@ func (s *syncer) inventory() {
 			s.touch(t)
 		}
 		switch {
+		case e.State == cardproto.StateChecked && t.State == Checked && t.Check != nil && e.Check != nil &&
+			(t.Check.Gate != e.Check.Gate || t.Check.Time != e.Check.Time):
+			// A genuine card keeps the one check it made: another one
+			// known to the box is a copy of the card (network.md, Gates).
+			why := fmt.Sprintf("ticket %v checked twice (gate %X at %v by the %s, gate %X at %v on the card): a cloned card?",
+				t.ID, t.Check.Gate, t.Check.Time, t.Check.Source, e.Check.Gate, e.Check.Time)
+			if !slices.Contains(s.card.Flags, why) {
+				s.card.Flags = append(s.card.Flags, why)
+				s.logf("card %v: %s", s.card.Serial, why)
+			}
 		case e.State == cardproto.StateChecked && t.State != Checked:
 			if t.State != OnCard {
 				s.logf("ticket %v: the box had it %s, the card shows it checked", t.ID, t.State)
@@ -367,23 +385,31 @@ func (s *syncer) plan(ex *Exchange) ([]Item, error) {
 		bytes, count = bytes+give.Size(h), count+1
 		first = take
 	}
-	candidates := s.boxed()
-	if first != nil {
-		candidates = append([]*Ticket{first}, slices.DeleteFunc(candidates, func(t *Ticket) bool { return t == first })...)
-	}
 	if first != nil && (first.Size(h) > bytes || count < 1) {
 		return nil, fmt.Errorf("%w: ticket %v (%d bytes) does not fit in place of %v", ErrExchange, first.ID, len(first.Raw), ex.Give)
 	}
-	for _, t := range fitSoonest(candidates, bytes, count, h) {
+	var stores []*Ticket
+	if first != nil {
+		stores = []*Ticket{first}
+		bytes, count = bytes-first.Size(h), count-1
+	}
+	stores = append(stores, chooseStores(s.boxed(first), bytes, count, h)...)
+	for _, t := range stores {
 		items = append(items, Item{Op: OpStore, Ticket: t.ID})
 		s.authorise(t, Delivering, st.Epoch, st.Counter+uint32(len(items)-1))
 	}
 	// An epoch's counter never wraps: drop what would need counters past
-	// FFFFFFFF (and put their tickets back).
+	// FFFFFFFF, and put their tickets back where they were (a checked
+	// ticket stays checked).
 	if room := uint64(0xFFFFFFFF) - uint64(st.Counter); uint64(len(items)) > room {
 		for _, it := range items[room:] {
-			if t := s.byID[it.Ticket]; t != nil && it.Op != OpCertificate {
-				s.move(t, map[Op]State{OpStore: InBox, OpDelete: OnCard}[it.Op])
+			t := s.byID[it.Ticket]
+			switch {
+			case t == nil || it.Op == OpCertificate:
+			case it.Op == OpStore:
+				s.move(t, InBox)
+			case it.Op == OpDelete && t.State == Returning:
+				s.move(t, OnCard)
 			}
 		}
 		items = items[:room]
@@ -396,16 +422,15 @@ func (s *syncer) authorise(t *Ticket, to State, epoch, counter uint32) {
 	s.touch(t)
 }
 
-// boxed returns this card's tickets in the box, soonest use first, ties in
-// issue order.
-func (s *syncer) boxed() []*Ticket {
+// boxed returns this card's tickets in the box, in issue order, but skip
+// (an exchange's ticket, which the plan stores first).
+func (s *syncer) boxed(skip *Ticket) []*Ticket {
 	var out []*Ticket
 	for _, t := range s.order {
-		if t.State == InBox {
+		if t.State == InBox && t != skip {
 			out = append(out, t)
 		}
 	}
-	SortSoonest(out)
 	return out
 }
 
@@ -483,35 +508,79 @@ func Authorise(p Plan, keys cardkeys.Keys, serial ticketfmt.Serial, raw func(tic
 func Due(card Card, tickets []*Ticket) int { return len(DueTickets(card, tickets)) }
 
 // DueTickets returns the tickets in the box that the card's next sync will
-// store, soonest first: the plan's rule, by the room the card last reported
-// (free plus reclaimable bytes and tickets) less the tickets being
-// delivered.
+// store, soonest first: the plan's rule (chooseStores), by the room the
+// card last reported (free plus reclaimable bytes and tickets) less the
+// tickets being delivered.
 func DueTickets(card Card, tickets []*Ticket) []*Ticket {
-	st := card.Status
-	bytes, count := st.AvailableBytes(), st.AvailableTickets()
+	bytes, count := room(card, tickets, false)
 	var boxed []*Ticket
 	for _, t := range tickets {
-		switch t.State {
-		case Delivering:
-			bytes, count = bytes-t.Size(st.Overhead), count-1
-		case InBox:
+		if t.State == InBox {
 			boxed = append(boxed, t)
 		}
 	}
-	SortSoonest(boxed)
-	return fitSoonest(boxed, bytes, count, st.Overhead)
+	return chooseStores(boxed, bytes, count, card.Status.Overhead)
 }
 
-// fitSoonest returns the first of candidates (soonest first) that fit in
-// bytes and count, records of overhead h each: it stops at the first that
-// does not fit, so that a later, smaller ticket never overtakes a sooner
-// one.
-func fitSoonest(candidates []*Ticket, bytes, count, h int) []*Ticket {
-	for i, t := range candidates {
-		if t.Size(h) > bytes || count < 1 {
-			return candidates[:i]
+// Route decides, for each of an order's new tickets in order, whether the
+// card can take it: by the room the card last reported (free plus
+// reclaimable bytes and tickets) less the tickets already due to it (being
+// delivered, or in the box and Due). A ticket that fits is marked Due
+// (direct: delivered at the card's next sync) and takes its room; one that
+// does not stays in the box (overflow). held are the card's tickets
+// before the order; the caller routes only for a card the box knows (an
+// order for a card it has not seen goes to the box).
+func Route(card Card, held, issued []*Ticket) {
+	bytes, count := room(card, held, true)
+	h := card.Status.Overhead
+	for _, t := range issued {
+		if t.State != InBox || t.Size(h) > bytes || count < 1 {
+			continue
 		}
+		t.Due = true
 		bytes, count = bytes-t.Size(h), count-1
 	}
-	return candidates
+}
+
+// room returns the bytes and tickets the card last reported available,
+// less those of the tickets being delivered and, with due, of the box's
+// Due tickets.
+func room(card Card, tickets []*Ticket, due bool) (bytes, count int) {
+	st := card.Status
+	bytes, count = st.AvailableBytes(), st.AvailableTickets()
+	for _, t := range tickets {
+		if t.State == Delivering || due && t.State == InBox && t.Due {
+			bytes, count = bytes-t.Size(st.Overhead), count-1
+		}
+	}
+	return bytes, count
+}
+
+// chooseStores is the plan's rule for the box's tickets: of candidates,
+// the Due ones first, then the others, each soonest use first (ties in
+// issue order), every one that fits in what is left of bytes and count
+// (records of overhead h each); a ticket that does not fit is passed over
+// for a later, smaller one. It returns the chosen tickets soonest first.
+func chooseStores(candidates []*Ticket, bytes, count, h int) []*Ticket {
+	ordered := slices.Clone(candidates)
+	SortSoonest(ordered)
+	slices.SortStableFunc(ordered, func(a, b *Ticket) int {
+		switch {
+		case a.Due == b.Due:
+			return 0
+		case a.Due:
+			return -1
+		}
+		return 1
+	})
+	var out []*Ticket
+	for _, t := range ordered {
+		if t.Size(h) > bytes || count < 1 {
+			continue
+		}
+		out = append(out, t)
+		bytes, count = bytes-t.Size(h), count-1
+	}
+	SortSoonest(out)
+	return out
 }

@@ -336,12 +336,136 @@ func TestDueTickets(t *testing.T) {
 	assert.Equal(t, []*box.Ticket{tickets[1]}, box.DueTickets(card, tickets))
 	assert.Equal(t, 1, box.Due(card, tickets))
 	// 300 bytes less: the soonest no longer fits (400 - 108 < 308), and
-	// the smaller later ones do not overtake it.
+	// a smaller later one that fits is stored instead ("that then fit").
 	card.Status.Free, card.Status.Reclaimable = 300, 100
-	tickets = append(tickets, tk(5, day, 12, 10, box.InBox))
-	assert.Empty(t, box.DueTickets(card, tickets))
+	tickets = append(tickets, tk(5, day, 12, 10, box.InBox), tk(6, day, 13, 280, box.InBox))
+	assert.Equal(t, []*box.Ticket{tickets[4]}, box.DueTickets(card, tickets))
 	// One ticket left to the count: only the soonest.
 	card.Status.Free = 2000
 	card.Status.MaxTickets = card.Status.Stored - card.Status.Checked + 2
 	assert.Equal(t, []*box.Ticket{tickets[1]}, box.DueTickets(card, tickets))
+}
+
+// TestRoute: an order's tickets are judged one by one in the order's
+// order, each by the room left after the tickets already due; a ticket
+// that does not fit leaves the room to a later, smaller one.
+func TestRoute(t *testing.T) {
+	card := box.Card{Status: status(600, 0, 0, 1, 0)}
+	held := []*box.Ticket{
+		tk(1, day, 9, 92, box.Delivering), // 100 of the 600
+		tk(2, day, 8, 92, box.InBox),      // due: 100 more
+		tk(3, day, 7, 392, box.InBox),     // overflow: claims nothing
+	}
+	held[1].Due = true
+	issued := []*box.Ticket{
+		tk(10, day, 20, 192, box.InBox), // 200: fits (400 left)
+		tk(11, day, 6, 292, box.InBox),  // 300: does not (200 left)
+		tk(12, day, 21, 92, box.InBox),  // 100: fits
+		tk(13, day, 22, 92, box.InBox),  // 100: fits, the room is used up
+		tk(14, day, 23, 0, box.InBox),   // 8: no room left
+	}
+	box.Route(card, held, issued)
+	var due []bool
+	for _, t := range issued {
+		due = append(due, t.Due)
+	}
+	assert.Equal(t, []bool{true, false, true, true, false}, due)
+	assert.False(t, held[2].Due, "Route marks only the new tickets")
+
+	// The ticket count: one record left after the due and delivering ones.
+	card.Status.MaxTickets = 3
+	issued = []*box.Ticket{tk(20, day, 20, 10, box.InBox), tk(21, day, 21, 10, box.InBox)}
+	box.Route(card, held, issued)
+	assert.True(t, issued[0].Due)
+	assert.False(t, issued[1].Due, "the card's ticket count is full")
+}
+
+// TestDueFirst: the plan stores the tickets an order promised to the card
+// before sooner tickets ordered after them, and every STORE of a plan is
+// soonest first.
+func TestDueFirst(t *testing.T) {
+	card := box.Card{Serial: ticketfmt.Serial{9}, Certified: true, Status: status(400, 0, 0, 1, 0)}
+	promised := tk(1, day, 20, 192, box.InBox) // 200 of the 400
+	promised.Due = true
+	sooner := tk(2, day, 8, 292, box.InBox) // 300: ordered later, does not fit with the promised one
+	small := tk(3, day, 9, 92, box.InBox)   // 100: fits after the promised one
+	obs := box.Observation{Status: status(400, 0, 0, 2, 0)}
+	res, err := box.Sync(card, []*box.Ticket{promised, sooner, small}, obs, false, nil)
+	require.NoError(t, err)
+	var stored []ticketfmt.ID
+	for _, it := range res.Plan.Items {
+		require.Equal(t, box.OpStore, it.Op)
+		stored = append(stored, it.Ticket)
+	}
+	assert.Equal(t, []ticketfmt.ID{small.ID, promised.ID}, stored, "the promised ticket, and what fits after it, soonest first")
+
+	// Settled as used, the promised ticket is on the card and no longer due.
+	obs = box.Observation{Status: status(100, 2, 0, 2, 2), Inventory: []cardproto.Entry{
+		{ID: small.ID, Length: 92}, {ID: promised.ID, Length: 192}}}
+	var after []*box.Ticket
+	for _, tkt := range []*box.Ticket{promised, sooner, small} {
+		c := *tkt
+		for _, ch := range res.Changes {
+			if ch.Ticket.ID == c.ID {
+				c = *ch.Ticket
+			}
+		}
+		after = append(after, &c)
+	}
+	res, err = box.Sync(res.Card, after, obs, true, nil)
+	require.NoError(t, err)
+	found := false
+	for _, ch := range res.Changes {
+		if ch.Ticket.ID == promised.ID {
+			found = true
+			assert.Equal(t, box.OnCard, ch.Ticket.State)
+			assert.False(t, ch.Ticket.Due, "a ticket on the card is no longer due")
+		}
+	}
+	assert.True(t, found, "the promised ticket changed state")
+}
+
+// TestTrimKeepsChecked: a plan cut short at the last counter value puts
+// the tickets of the dropped items back where they were; a checked
+// ticket whose DELETE was dropped stays checked.
+func TestTrimKeepsChecked(t *testing.T) {
+	card := box.Card{Serial: ticketfmt.Serial{9}, Certified: true, Epoch: 1, Plan: box.Plan{Epoch: 1, C0: 0xFFFFFFFE}}
+	a, b := tk(1, day, 9, 92, box.Checked), tk(2, day, 10, 92, box.Checked)
+	a.Check = &box.Check{Gate: [4]byte{1}, Time: ticketfmt.DateTime{Date: day, Hour: 9}, Source: "gate"}
+	b.Check = &box.Check{Gate: [4]byte{1}, Time: ticketfmt.DateTime{Date: day, Hour: 10}, Source: "gate"}
+	st := status(1000, 2, 2, 2, 0xFFFFFFFE)
+	check := func(tt *box.Ticket) cardproto.Entry {
+		return cardproto.Entry{ID: tt.ID, Length: 92, State: cardproto.StateChecked,
+			Check: &cardproto.CheckRecord{Gate: tt.Check.Gate, Time: tt.Check.Time}}
+	}
+	res, err := box.Sync(card, []*box.Ticket{a, b}, box.Observation{Status: st, Inventory: []cardproto.Entry{check(a), check(b)}}, false, nil)
+	require.NoError(t, err)
+	require.Len(t, res.Plan.Items, 1, "one counter value is left")
+	for _, ch := range res.Changes {
+		assert.Equal(t, box.Checked, ch.Ticket.State, "ticket %v", ch.Ticket.ID)
+	}
+}
+
+// TestInventoryShowsAnotherCheck: a card listing a ticket checked at
+// another gate or time than the check the box recorded is flagged (two
+// checks of one ticket: a copy of the card), once.
+func TestInventoryShowsAnotherCheck(t *testing.T) {
+	a := tk(1, day, 9, 92, box.Checked)
+	a.Check = &box.Check{Gate: [4]byte{'A'}, Time: ticketfmt.DateTime{Date: day, Hour: 9}, Source: "gate"}
+	entry := func(gate byte) cardproto.Entry {
+		return cardproto.Entry{ID: a.ID, Length: 92, State: cardproto.StateChecked,
+			Check: &cardproto.CheckRecord{Gate: [4]byte{gate}, Time: a.Check.Time}}
+	}
+	card := box.Card{Serial: ticketfmt.Serial{9}, Certified: true}
+	res, err := box.Sync(card, []*box.Ticket{a}, box.Observation{Status: status(1000, 1, 1, 1, 0), Inventory: []cardproto.Entry{entry('A')}}, true, nil)
+	require.NoError(t, err)
+	assert.Empty(t, res.Card.Flags, "the same check")
+
+	res, err = box.Sync(card, []*box.Ticket{a}, box.Observation{Status: status(1000, 1, 1, 1, 0), Inventory: []cardproto.Entry{entry('B')}}, true, nil)
+	require.NoError(t, err)
+	require.Len(t, res.Card.Flags, 1)
+	assert.Contains(t, res.Card.Flags[0], "checked twice")
+	res, err = box.Sync(res.Card, []*box.Ticket{a}, box.Observation{Status: status(1000, 1, 1, 2, 0), Inventory: []cardproto.Entry{entry('B')}}, true, nil)
+	require.NoError(t, err)
+	assert.Len(t, res.Card.Flags, 1, "flagged once")
 }

@@ -140,9 +140,19 @@ func (s *Server) handleJournal(w http.ResponseWriter, r *http.Request) {
 			if err != nil {
 				return err
 			}
-			if len(all) > 1 {
+			// Two different checks of one ticket: two journal records, or a
+			// record and the check a card's inventory showed.
+			other := (*box.Check)(nil)
+			switch {
+			case len(all) > 1:
+				other = &box.Check{Gate: all[0].Gate, Time: all[0].Time}
+			case t.State == box.Checked && t.Check != nil && (t.Check.Gate != c.Gate || t.Check.Time != c.Time):
+				other = t.Check
+			}
+			if other != nil {
 				ans.CheckedTwice = append(ans.CheckedTwice, c.TicketID)
-				if err := s.flag(r, tx, c.Serial, fmt.Sprintf("ticket %v checked twice (gates %X and %X): a cloned card?", c.TicketID, all[0].Gate, c.Gate)); err != nil {
+				if err := s.flag(r, tx, c.Serial, fmt.Sprintf("ticket %v checked twice (gate %X at %v and gate %X at %v): a cloned card?",
+					c.TicketID, other.Gate, other.Time, c.Gate, c.Time)); err != nil {
 					return err
 				}
 			}

@@ -119,18 +119,17 @@ func (s *Server) handleOrder(w http.ResponseWriter, r *http.Request) {
 			}
 			issued = append(issued, &box.Ticket{ID: t.ID, Carrier: serial, Raw: raw, Date: t.Date, Time: t.Time, State: box.InBox})
 		}
-		// A ticket goes to the card (direct) when the card's next sync will
-		// store it: exactly the plan's rule, by the room the card last
-		// reported, so the answer never promises what the sync will not do.
-		due := map[ticketfmt.ID]bool{}
+		// Each ticket in order goes to the card (direct) when the card can
+		// take it by the room it last reported, less what is already due
+		// to it; the next sync stores the due tickets first, so the answer
+		// holds whatever is ordered next. A card the box has not seen yet
+		// gets everything in the box.
 		if card.Registered {
-			for _, t := range box.DueTickets(card.Card, append(existing, issued...)) {
-				due[t.ID] = true
-			}
+			box.Route(card.Card, existing, issued)
 		}
 		for _, t := range issued {
 			route := "box"
-			if due[t.ID] {
+			if t.Due {
 				route = "card"
 			}
 			ans.Tickets = append(ans.Tickets, api.OrderedTicket{ID: t.ID, Route: route, Size: len(t.Raw), Ticket: hex.EncodeToString(t.Raw)})

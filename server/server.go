@@ -330,13 +330,14 @@ func decode(r *http.Request, v any) error {
 	return nil
 }
 
-// bearer returns the request's bearer token.
+// bearer returns the request's bearer token. The scheme name is
+// case-insensitive (RFC 9110, section 11.1).
 func bearer(r *http.Request) string {
-	h := r.Header.Get("Authorization")
-	if t, ok := strings.CutPrefix(h, "Bearer "); ok {
-		return strings.TrimSpace(t)
+	scheme, token, ok := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return ""
 	}
-	return ""
+	return strings.TrimSpace(token)
 }
 
 func tokenEqual(a, b string) bool {

@@ -167,10 +167,12 @@ func TestOrdersAndSync(t *testing.T) {
 	res, err := h.Sync(ctx, nil)
 	require.NoError(t, err)
 	assert.Zero(t, res.Refused)
-	assert.Equal(t, 12, res.Planned, "the certificate and eleven tickets")
+	// Soonest first, each that fits: eleven, then a smaller later one in
+	// the room the twelfth soonest does not fit.
+	assert.Equal(t, 13, res.Planned, "the certificate and twelve tickets")
 	assert.Equal(t, res.Planned, res.Steps)
-	assert.Equal(t, 11, res.Status.Stored)
-	assert.Equal(t, 13, res.Waiting)
+	assert.Equal(t, 12, res.Status.Stored)
+	assert.Equal(t, 12, res.Waiting)
 	fci, err := hostlib.NewApplet(card.Port(applet.Contactless), hostlib.ClientOptions{}).Select(ctx)
 	require.NoError(t, err)
 	require.NotNil(t, fci.Certificate, "the card is certified")
@@ -185,7 +187,7 @@ func TestOrdersAndSync(t *testing.T) {
 	for _, tv := range list.Tickets {
 		states[string(tv.State)]++
 	}
-	assert.Equal(t, map[string]int{"card": 11, "box": 13}, states)
+	assert.Equal(t, map[string]int{"card": 12, "box": 12}, states)
 	mine, err := e.client(res.Session).Tickets(ctx, serial.String())
 	require.NoError(t, err)
 	assert.Len(t, mine.Tickets, 24)
@@ -199,7 +201,7 @@ func TestOrdersAndSync(t *testing.T) {
 	res2, err := h.Sync(ctx, nil)
 	require.NoError(t, err)
 	assert.Zero(t, res2.Planned)
-	assert.Equal(t, 11, res2.Status.Stored)
+	assert.Equal(t, 12, res2.Status.Stored)
 
 	// A gate checks a ticket; the next sync deletes it and stores the next.
 	gate := hostlib.NewApplet(card.Port(applet.Contactless), hostlib.ClientOptions{})
@@ -377,4 +379,77 @@ func TestWrongMethod(t *testing.T) {
 
 	code, body := e.raw(http.MethodGet, "/nope", "", "")
 	assert.Equal(t, http.StatusNotFound, code, body)
+}
+
+// TestOrderPromisesHold: each ticket of an order, in the order's order,
+// goes to the card when the card can take it by the room it last
+// reported, less what is already due (network.md, Ordering); and what an
+// order answered "card" is what the next sync stores, even after a
+// sooner ticket is ordered that would otherwise go first.
+func TestOrderPromisesHold(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	card, serial := e.newCard("89860012345678901234")
+	op := e.client(e.keys.OperatorToken())
+	h := &handset.Handset{Card: hostlib.NewApplet(card.Port(applet.Contact), hostlib.ClientOptions{}), Box: e.client("")}
+	res, err := h.Sync(ctx, nil)
+	require.NoError(t, err)
+	room, count := res.Status.AvailableBytes(), res.Status.AvailableTickets()
+	h8 := res.Status.Overhead
+
+	// The corpus in its own order, which is not soonest first: each
+	// ticket judged on its own by the room left, in order.
+	first, err := op.Order(ctx, corpusOrder(t, serial.String(), "promise-1", 0, 24))
+	require.NoError(t, err)
+	routes := map[ticketfmt.ID]string{}
+	for i, ot := range first.Tickets {
+		want := "box"
+		if ot.Size+h8 <= room && count > 0 {
+			want, room, count = "card", room-ot.Size-h8, count-1
+		}
+		assert.Equal(t, want, ot.Route, "ticket %d of the order (%d bytes)", i, ot.Size)
+		routes[ot.ID] = ot.Route
+	}
+	require.Positive(t, first.Summary["box"], "the order overflows the card")
+
+	// A ticket sooner than all of them, too big for the room left: the box.
+	sooner := corpusOrder(t, serial.String(), "promise-2", 8, 1) // the largest of the corpus
+	sooner.Tickets[0].Date = ticketfmt.Date{Year: 2026, Month: 12, Day: 1}
+	second, err := op.Order(ctx, sooner)
+	require.NoError(t, err)
+	require.Greater(t, second.Tickets[0].Size+h8, room, "the test needs a ticket that does not fit what is left")
+	assert.Equal(t, "box", second.Tickets[0].Route)
+	routes[second.Tickets[0].ID] = "box"
+
+	// The next sync keeps every answer.
+	_, err = h.Sync(ctx, nil)
+	require.NoError(t, err)
+	list, err := op.Tickets(ctx, serial.String())
+	require.NoError(t, err)
+	require.Len(t, list.Tickets, len(routes))
+	for _, tv := range list.Tickets {
+		assert.Equal(t, routes[tv.ID], string(tv.State), "ticket %v", tv.ID)
+	}
+}
+
+// TestBearerScheme: the Authorization scheme name is case-insensitive;
+// another scheme, or none, is no token.
+func TestBearerScheme(t *testing.T) {
+	e := newEnv(t)
+	for header, want := range map[string]int{
+		"Bearer " + e.keys.GateToken():     http.StatusOK,
+		"bearer " + e.keys.GateToken():     http.StatusOK,
+		"BEARER  " + e.keys.GateToken():    http.StatusOK,
+		"Basic " + e.keys.GateToken():      http.StatusUnauthorized,
+		e.keys.GateToken():                 http.StatusUnauthorized,
+		"Bearer " + e.keys.OperatorToken(): http.StatusUnauthorized,
+	} {
+		req, err := http.NewRequest(http.MethodGet, e.http.URL+"/v1/gate/deny", nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", header)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		assert.Equal(t, want, resp.StatusCode, "Authorization: %.12s…", header)
+	}
 }

@@ -388,3 +388,39 @@ func nonCanonical(t *testing.T, raw []byte) []byte {
 	require.Error(t, err, "the encoding is not canonical")
 	return out
 }
+
+// TestCloneAgainstTheCardsInventory: as TestRestoredCardImage, but the
+// first check reaches the box only through the genuine card's inventory
+// (gate 1 never uploads). The clone's check uploaded by another gate is
+// still two checks of one ticket: flagged.
+func TestCloneAgainstTheCardsInventory(t *testing.T) {
+	env := systemtest.New(t, systemtest.Options{})
+	h := certified(t, env, serialA)
+	id := h.order(t, 1)[0]
+	h.sync(t)
+	image := h.memory()
+
+	g1, _ := newGate(t, env, 1)
+	admit(t, g1, h.card.Port(applet.Contactless))
+	h.sync(t) // the box learns the check from the card, and deletes it
+	require.Equal(t, box.Checked, h.states(t)[id])
+
+	ram, err := nvm.RAMFromBytes(h.ram.PageSize(), image)
+	require.NoError(t, err)
+	clone, err := emulator.New(ram, emulator.Options{})
+	require.NoError(t, err)
+	for _, i := range []applet.Interface{applet.Contact, applet.Contactless} {
+		_, err := clone.PowerOn(t.Context(), i)
+		require.NoError(t, err)
+	}
+	g3, j3 := newGate(t, env, 3)
+	admit(t, g3, clone.Port(applet.Contactless))
+	up, err := journal.Upload(t.Context(), j3, env.Gate())
+	require.NoError(t, err)
+	assert.Equal(t, 1, up.Accepted)
+	assert.Equal(t, []ticketfmt.ID{id}, up.CheckedTwice)
+	card := boxState(t, env, h.serial).Card
+	require.NotNil(t, card)
+	require.Len(t, card.Flags, 1)
+	assert.Contains(t, card.Flags[0], "checked twice")
+}

@@ -149,7 +149,7 @@ func (t *txn) SerialOf(ctx context.Context, msisdn string) (ticketfmt.Serial, er
 	return s, nil
 }
 
-const ticketCols = `seq, id, carrier, raw, use_date, use_time, state, epoch, counter, check_gate, check_time, check_source, off_card`
+const ticketCols = `seq, id, carrier, raw, use_date, use_time, state, epoch, counter, check_gate, check_time, check_source, off_card, due`
 
 // checkArgs returns the values of a ticket's check columns (all NULL
 // without a check).
@@ -169,13 +169,13 @@ func checkArgs(tk *box.Ticket) (gate []byte, at *int64, source *string, err erro
 // insertTickets inserts a batch in order, in one statement; a row whose ID
 // is taken is skipped, not an error (so the transaction is not aborted).
 const insertTickets = `INSERT INTO tickets
-	(id, carrier, raw, use_date, use_time, state, epoch, counter, check_gate, check_time, check_source, off_card)
+	(id, carrier, raw, use_date, use_time, state, epoch, counter, check_gate, check_time, check_source, off_card, due)
 SELECT u.id, u.carrier, u.raw, u.use_date, u.use_time, u.state, u.epoch, u.counter,
-	u.check_gate, u.check_time, u.check_source, u.off_card
+	u.check_gate, u.check_time, u.check_source, u.off_card, u.due
 FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::int4[], $5::int4[], $6::text[], $7::int8[], $8::int8[],
-	$9::bytea[], $10::int8[], $11::text[], $12::bool[])
+	$9::bytea[], $10::int8[], $11::text[], $12::bool[], $13::bool[])
 	WITH ORDINALITY AS u(id, carrier, raw, use_date, use_time, state, epoch, counter,
-		check_gate, check_time, check_source, off_card, ord)
+		check_gate, check_time, check_source, off_card, due, ord)
 ORDER BY u.ord
 ON CONFLICT (id) DO NOTHING
 RETURNING id, seq`
@@ -193,7 +193,7 @@ func (t *txn) InsertTickets(ctx context.Context, ts []*box.Ticket) error {
 		states, sources            = make([]string, n), make([]*string, n)
 		epochs, counters           = make([]int64, n), make([]int64, n)
 		checkTimes                 = make([]*int64, n)
-		offCards                   = make([]bool, n)
+		offCards, dues             = make([]bool, n), make([]bool, n)
 	)
 	pos := make(map[ticketfmt.ID]int, n)
 	for i, tk := range ts {
@@ -214,10 +214,10 @@ func (t *txn) InsertTickets(ctx context.Context, ts []*box.Ticket) error {
 		}
 		ids[i], carriers[i], raws[i] = tk.ID[:], tk.Carrier[:], codec.OrEmpty(tk.Raw)
 		dates[i], times[i] = int32(date), int32(tod)
-		states[i], epochs[i], counters[i], offCards[i] = string(tk.State), int64(tk.Epoch), int64(tk.Counter), tk.OffCard
+		states[i], epochs[i], counters[i], offCards[i], dues[i] = string(tk.State), int64(tk.Epoch), int64(tk.Counter), tk.OffCard, tk.Due
 	}
 	rows, err := t.tx.Query(ctx, insertTickets, ids, carriers, raws, dates, times, states, epochs, counters,
-		gates, checkTimes, sources, offCards)
+		gates, checkTimes, sources, offCards, dues)
 	if err != nil {
 		return fmt.Errorf("postgres: insert tickets: %w", err)
 	}
@@ -268,7 +268,7 @@ func scanTicket(sc interface{ Scan(...any) error }) (*box.Ticket, error) {
 		source                 *string
 	)
 	err := sc.Scan(&tk.Seq, &id, &carrier, &raw, &date, &tod, &state, &epoch, &counter,
-		&gate, &checkTime, &source, &tk.OffCard)
+		&gate, &checkTime, &source, &tk.OffCard, &tk.Due)
 	if err != nil {
 		return nil, err
 	}
@@ -321,7 +321,7 @@ func (t *txn) TicketsOf(ctx context.Context, serial ticketfmt.Serial) ([]*box.Ti
 	return ts, nil
 }
 
-// MoveTicket writes t's state, authorisation, check and OffCard if the
+// MoveTicket writes t's state, authorisation, check, OffCard and Due if the
 // stored ticket is in state from (as last committed: a concurrent move
 // waits for the other to end, then finds the new state): ErrConflict if
 // it is in another, ErrNotFound if there is no such ticket.
@@ -331,9 +331,9 @@ func (t *txn) MoveTicket(ctx context.Context, tk *box.Ticket, from box.State) er
 		return fmt.Errorf("postgres: %w", err)
 	}
 	tag, err := t.tx.Exec(ctx, `UPDATE tickets SET state = $1, epoch = $2, counter = $3,
-		check_gate = $4, check_time = $5, check_source = $6, off_card = $7
-		WHERE id = $8 AND state = $9`,
-		string(tk.State), int64(tk.Epoch), int64(tk.Counter), gate, at, source, tk.OffCard, tk.ID[:], string(from))
+		check_gate = $4, check_time = $5, check_source = $6, off_card = $7, due = $8
+		WHERE id = $9 AND state = $10`,
+		string(tk.State), int64(tk.Epoch), int64(tk.Counter), gate, at, source, tk.OffCard, tk.Due, tk.ID[:], string(from))
 	if err != nil {
 		return fmt.Errorf("postgres: move ticket %v: %w", tk.ID, err)
 	}

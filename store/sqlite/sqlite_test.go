@@ -40,7 +40,7 @@ func TestFile(t *testing.T) {
 	require.NoError(t, err)
 	v, err := s.Version(ctx)
 	require.NoError(t, err)
-	require.Equal(t, 1, v)
+	require.Equal(t, 2, v, "every migration applied")
 	require.NoError(t, s.Update(ctx, func(tx store.Tx) error {
 		_, err := tx.LockCard(ctx, storetest.Serial(1))
 		return err

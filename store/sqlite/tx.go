@@ -125,7 +125,7 @@ func (t *txn) SerialOf(ctx context.Context, msisdn string) (ticketfmt.Serial, er
 	return s, nil
 }
 
-const ticketCols = `seq, id, carrier, raw, use_date, use_time, state, epoch, counter, check_gate, check_time, check_source, off_card`
+const ticketCols = `seq, id, carrier, raw, use_date, use_time, state, epoch, counter, check_gate, check_time, check_source, off_card, due`
 
 // ticketRow is a ticket's column values.
 type ticketRow struct {
@@ -139,17 +139,17 @@ type ticketRow struct {
 }
 
 // ticketArgs returns the values of a ticket's columns from state on.
-func ticketArgs(tk *box.Ticket) (state string, epoch, counter int64, gate []byte, checkTime sql.NullInt64, source sql.NullString, offCard bool, err error) {
+func ticketArgs(tk *box.Ticket) (state string, epoch, counter int64, gate []byte, checkTime sql.NullInt64, source sql.NullString, offCard, due bool, err error) {
 	if c := tk.Check; c != nil {
 		v, err := codec.DateTimeInt(c.Time)
 		if err != nil {
-			return "", 0, 0, nil, checkTime, source, false, fmt.Errorf("ticket %v check: %w", tk.ID, err)
+			return "", 0, 0, nil, checkTime, source, false, false, fmt.Errorf("ticket %v check: %w", tk.ID, err)
 		}
 		gate = append([]byte{}, c.Gate[:]...)
 		checkTime = sql.NullInt64{Int64: v, Valid: true}
 		source = sql.NullString{String: c.Source, Valid: true}
 	}
-	return string(tk.State), int64(tk.Epoch), int64(tk.Counter), gate, checkTime, source, tk.OffCard, nil
+	return string(tk.State), int64(tk.Epoch), int64(tk.Counter), gate, checkTime, source, tk.OffCard, tk.Due, nil
 }
 
 // InsertTickets adds tickets and sets their Seq; ErrExists (and nothing
@@ -186,8 +186,8 @@ func (t *txn) InsertTickets(ctx context.Context, ts []*box.Ticket) error {
 
 func (t *txn) insertTickets(ctx context.Context, ts []*box.Ticket) ([]int64, error) {
 	stmt, err := t.tx.PrepareContext(ctx, `INSERT INTO tickets
-		(id, carrier, raw, use_date, use_time, state, epoch, counter, check_gate, check_time, check_source, off_card)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		(id, carrier, raw, use_date, use_time, state, epoch, counter, check_gate, check_time, check_source, off_card, due)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: insert tickets: %w", err)
 	}
@@ -202,12 +202,12 @@ func (t *txn) insertTickets(ctx context.Context, ts []*box.Ticket) ([]int64, err
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: ticket %v: %w", tk.ID, err)
 		}
-		state, epoch, counter, gate, checkTime, source, offCard, err := ticketArgs(tk)
+		state, epoch, counter, gate, checkTime, source, offCard, due, err := ticketArgs(tk)
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: %w", err)
 		}
 		res, err := stmt.ExecContext(ctx, tk.ID[:], tk.Carrier[:], codec.OrEmpty(tk.Raw), date, tod,
-			state, epoch, counter, gate, checkTime, source, offCard)
+			state, epoch, counter, gate, checkTime, source, offCard, due)
 		if isUnique(err) {
 			return nil, fmt.Errorf("sqlite: ticket %v: %w", tk.ID, store.ErrExists)
 		}
@@ -227,7 +227,7 @@ func scanTicket(sc interface{ Scan(...any) error }) (*box.Ticket, error) {
 		r  ticketRow
 	)
 	err := sc.Scan(&tk.Seq, &r.id, &r.carrier, &r.rawVal, &r.date, &r.tod, &r.state, &r.epoch, &r.counter,
-		&r.gate, &r.checkTime, &r.source, &tk.OffCard)
+		&r.gate, &r.checkTime, &r.source, &tk.OffCard, &tk.Due)
 	if err != nil {
 		return nil, err
 	}
@@ -277,18 +277,18 @@ func (t *txn) TicketsOf(ctx context.Context, serial ticketfmt.Serial) ([]*box.Ti
 	return ts, nil
 }
 
-// MoveTicket writes t's state, authorisation, check and OffCard if the
+// MoveTicket writes t's state, authorisation, check, OffCard and Due if the
 // stored ticket is in state from: ErrConflict if it is in another,
 // ErrNotFound if there is no such ticket.
 func (t *txn) MoveTicket(ctx context.Context, tk *box.Ticket, from box.State) error {
-	state, epoch, counter, gate, checkTime, source, offCard, err := ticketArgs(tk)
+	state, epoch, counter, gate, checkTime, source, offCard, due, err := ticketArgs(tk)
 	if err != nil {
 		return fmt.Errorf("sqlite: %w", err)
 	}
 	res, err := t.tx.ExecContext(ctx, `UPDATE tickets SET state = ?, epoch = ?, counter = ?,
-		check_gate = ?, check_time = ?, check_source = ?, off_card = ?
+		check_gate = ?, check_time = ?, check_source = ?, off_card = ?, due = ?
 		WHERE id = ? AND state = ?`,
-		state, epoch, counter, gate, checkTime, source, offCard, tk.ID[:], string(from))
+		state, epoch, counter, gate, checkTime, source, offCard, due, tk.ID[:], string(from))
 	if err != nil {
 		return fmt.Errorf("sqlite: move ticket %v: %w", tk.ID, err)
 	}

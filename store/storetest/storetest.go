@@ -300,7 +300,7 @@ func testInsertTickets(t *testing.T, s store.Store) {
 		State: box.Checked, Epoch: 0xFFFFFFFF, Counter: 0xFFFFFFFE,
 		Check: &box.Check{Gate: [4]byte{1, 2, 3, 4}, Time: ticketfmt.DateTime{
 			Date: ticketfmt.Date{Year: 2026, Month: time.June, Day: 1}, Hour: 19, Minute: 58, Second: 7}, Source: "gate"},
-		OffCard: true,
+		OffCard: true, Due: true,
 	}
 	insert(t, s, full)
 	require.Greater(t, full.Seq, all[len(all)-1].Seq)
@@ -425,8 +425,8 @@ func testMoveTicket(t *testing.T, s store.Store) {
 		require.Equal(t, &next, getTicket(t, s, tk.ID))
 		tk = &next
 	}
-	step(box.InBox, func(tk *box.Ticket) { tk.State, tk.Epoch, tk.Counter = box.Delivering, 3, 0xFFFFFFFF })
-	step(box.Delivering, func(tk *box.Ticket) { tk.State, tk.Epoch, tk.Counter = box.OnCard, 0, 0 })
+	step(box.InBox, func(tk *box.Ticket) { tk.State, tk.Epoch, tk.Counter, tk.Due = box.Delivering, 3, 0xFFFFFFFF, true })
+	step(box.Delivering, func(tk *box.Ticket) { tk.State, tk.Epoch, tk.Counter, tk.Due = box.OnCard, 0, 0, false })
 	step(box.OnCard, func(tk *box.Ticket) { tk.State, tk.Epoch, tk.Counter = box.Returning, 4, 17 })
 	step(box.Returning, func(tk *box.Ticket) { tk.State, tk.Epoch, tk.Counter = box.OnCard, 0, 0 })
 	step(box.OnCard, func(tk *box.Ticket) {
