@@ -2,7 +2,9 @@
 # Both install what they need on a fresh Debian machine (scripts/deps.sh).
 
 GO ?= go
-export PATH := $(PATH):/usr/local/go/bin
+# scripts/deps.sh installs Go in /usr/local/go when the machine has none
+# new enough: it comes first.
+export PATH := /usr/local/go/bin:$(PATH)
 FUZZTIME ?= 10s
 BENCHTIME ?= 1s
 
@@ -14,10 +16,11 @@ deps:
 	@scripts/deps.sh test
 
 build:
+	@scripts/deps.sh build
 	$(GO) build -o bin/simtix ./cmd/simtix
 
 demo:
-	@scripts/deps.sh go
+	@scripts/deps.sh build
 	$(GO) run ./cmd/simtix demo
 
 # test: formatting, vet, staticcheck, the race-detecting test suite and short

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # deps.sh: install what simtix needs on a fresh Debian machine, only what is
-# missing. Usage: scripts/deps.sh [go|pcsc|postgres|test|all]
-#   go    the Go toolchain check and the Go modules (default)
+# missing. Usage: scripts/deps.sh [go|build|pcsc|postgres|test|all]
+#   go    the Go toolchain (go.mod's version or newer; fetched from the Go
+#         module proxy when missing or too old) and the Go modules (default)
+#   build what `go build ./cmd/simtix` needs besides Go: a C compiler,
+#         pkg-config and libpcsclite-dev (github.com/ebfe/scard uses cgo)
 #   pcsc  pcscd, vsmartcard-vpcd, libpcsclite-dev, pcsc-tools, opensc, and
 #         Debian's Python virtual card (vsmartcard-vpicc, python3-pycryptodome)
 #   postgres  Debian's postgresql (scripts/postgres.sh runs a private cluster)
@@ -33,16 +36,67 @@ apt_need() {
 	fi
 }
 
+# go_ok GO: whether the go command GO is at least go.mod's version.
+go_ok() {
+	local want have
+	want=$(awk '$1 == "go" { print $2; exit }' go.mod)
+	have=$("$1" env GOVERSION 2>/dev/null) || return 1
+	have=${have#go}
+	# sort -V -C: true when the lines are already in order (want <= have).
+	printf '%s\n%s\n' "$want" "$have" | sort -V -C
+}
+
+# install_go: put a Go toolchain of go.mod's release (its newest patch
+# release) in /usr/local/go, from the Go module proxy's golang.org/toolchain
+# module, the same files `go` itself fetches when it switches toolchains.
+install_go() {
+	apt_need curl ca-certificates unzip
+	local want arch proxy list ver tmp sudo=""
+	want=$(awk '$1 == "go" { print $2; exit }' go.mod)
+	case "$(uname -m)" in
+	x86_64) arch=amd64 ;;
+	aarch64) arch=arm64 ;;
+	*) arch=$(uname -m) ;;
+	esac
+	proxy=${GOPROXY:-https://proxy.golang.org}
+	proxy=${proxy%%[,|]*}
+	case "$proxy" in direct | off | "") proxy=https://proxy.golang.org ;; esac
+	list=$(curl -fsSL "$proxy/golang.org/toolchain/@v/list")
+	ver=$(grep -E "^v0\.0\.1-go${want%.*}\.[0-9]+\.linux-$arch\$" <<<"$list" |
+		sed -E 's/^v0\.0\.1-go(.*)\.linux-.*/\1/' | sort -V | tail -n1)
+	[ -n "$ver" ] || ver=$want
+	log "installing Go $ver in /usr/local/go (from $proxy)"
+	tmp=$(mktemp -d)
+	curl -fsSL -o "$tmp/go.zip" "$proxy/golang.org/toolchain/@v/v0.0.1-go$ver.linux-$arch.zip"
+	unzip -q "$tmp/go.zip" -d "$tmp"
+	[ "$(id -u)" -ne 0 ] && sudo="sudo"
+	$sudo rm -rf /usr/local/go
+	$sudo mv "$tmp/golang.org/toolchain@v0.0.1-go$ver.linux-$arch" /usr/local/go
+	# The zip keeps no file modes: make the commands runnable again.
+	$sudo chmod -R a+rX /usr/local/go
+	$sudo find /usr/local/go/bin /usr/local/go/pkg/tool -type f -exec chmod a+x {} +
+	rm -rf "$tmp"
+}
+
 need_go() {
-	if ! command -v go >/dev/null 2>&1; then
-		if [ -x /usr/local/go/bin/go ]; then
-			export PATH=/usr/local/go/bin:$PATH
-		else
-			apt_need golang-go
-		fi
+	export PATH=/usr/local/go/bin:$PATH
+	if ! command -v go >/dev/null 2>&1 || ! go_ok go; then
+		install_go
 	fi
+	go_ok go || {
+		log "$(command -v go) is $(go env GOVERSION); go.mod wants $(awk '$1 == "go" { print $2; exit }' go.mod) or newer"
+		exit 1
+	}
 	log "$(go version)"
 	go mod download
+}
+
+# need_build: cgo's C compiler and the PC/SC headers that
+# github.com/ebfe/scard (hostlib/pcsc, linked into cmd/simtix) compiles
+# against.
+need_build() {
+	command -v gcc >/dev/null 2>&1 || apt_need gcc libc6-dev
+	apt_need pkg-config libpcsclite-dev
 }
 
 # need_pcsc: pcscd with the vsmartcard virtual reader, the PC/SC headers
@@ -57,10 +111,14 @@ need_pcsc() {
 
 case "$want" in
 go) need_go ;;
-test | all)
+build)
+	need_build
 	need_go
+	;;
+test | all)
 	# -race and ebfe/scard need cgo and a C compiler.
-	command -v gcc >/dev/null 2>&1 || apt_need gcc libc6-dev
+	need_build
+	need_go
 	need_pcsc
 	# The store's conformance suite runs against a real PostgreSQL
 	# (scripts/postgres.sh runs a private cluster).
@@ -69,7 +127,7 @@ test | all)
 pcsc) need_pcsc ;;
 postgres) apt_need postgresql ;;
 *)
-	echo "usage: $0 [go|test|all]" >&2
+	echo "usage: $0 [go|build|pcsc|postgres|test|all]" >&2
 	exit 2
 	;;
 esac
