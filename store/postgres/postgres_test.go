@@ -157,7 +157,9 @@ func TestRetriesDeadlock(t *testing.T) {
 	for err := range errs {
 		require.NoError(t, err)
 	}
-	require.Equal(t, int32(3), runs.Load(), "one transaction was run again")
+	// One of them was run again (at least once: seen once on a loaded
+	// machine, a rerun met the other transaction's locks again).
+	require.GreaterOrEqual(t, runs.Load(), int32(3), "a transaction was run again")
 	require.NoError(t, s.View(ctx, func(tx store.Tx) error {
 		for _, id := range []ticketfmt.ID{t1.ID, t2.ID} {
 			tk, err := tx.Ticket(ctx, id)
