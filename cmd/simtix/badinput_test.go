@@ -78,6 +78,11 @@ func TestBadInputEveryCommand(t *testing.T) {
 		// The command line itself: exit 2.
 		{name: "unknown command", args: []string{"nosuch"}, want: exitUsage, msg: `unknown command "nosuch"`},
 		{name: "unknown flag", args: []string{"--nosuch"}, want: exitUsage, msg: "unknown flag: --nosuch"},
+		{name: "card, unknown command", args: []string{"card", "nosuch", "--image", img}, want: exitUsage, msg: "unknown flag: --image"},
+		{name: "card, unknown command alone", args: []string{"card", "nosuch"}, want: exitUsage, msg: `unknown command "nosuch" for "simtix card"; its commands are: apdu, new, serve, show`},
+		{name: "keys, unknown command", args: []string{"keys", "nosuch"}, want: exitUsage, msg: `unknown command "nosuch" for "simtix keys"; its commands are: list, rotate`},
+		{name: "ticket, unknown command", args: []string{"ticket", "nosuch"}, want: exitUsage, msg: `unknown command "nosuch" for "simtix ticket"; its commands are: explain`},
+		{name: "help, unknown command", args: []string{"help", "card", "nosuch"}, want: exitUsage, msg: `unknown command "nosuch" for "simtix card"`},
 		{name: "card new, short serial", args: []string{"card", "new", "--image", filepath.Join(dir, "new.img"), "--serial", "8986", "--master-key", master}, want: exitUsage, msg: "want 20 hex digits"},
 		{name: "card new, serial not hex", args: []string{"card", "new", "--image", filepath.Join(dir, "new.img"), "--serial", strings.Repeat("z", 20), "--master-key", master}, want: exitUsage, msg: "invalid hex"},
 		{name: "card new, capacity too small", args: newCard("--capacity", "100"), want: exitUsage, msg: "--capacity 100: want 256 to 32767 bytes"},

@@ -33,8 +33,7 @@ func newCardCmd() *cobra.Command {
 		Use:   "card",
 		Short: "The emulated SIM card: personalise it, send it APDUs, show its ticket file",
 	}
-	cmd.AddCommand(newCardNewCmd(), newCardAPDUCmd(), newCardShowCmd(), newCardServeCmd())
-	return cmd
+	return groupCmd(cmd, newCardNewCmd(), newCardAPDUCmd(), newCardShowCmd(), newCardServeCmd())
 }
 
 // readMasterKey reads a master key file: 64 hex digits (spaces and newlines
@@ -139,7 +138,7 @@ is an error; 2 when an argument is not hex (nothing is sent); 3 after a tear
 					return err
 				}
 			}
-			card, err := emulator.Open(image, opts)
+			card, err := openImage(image, opts)
 			if err != nil {
 				return err
 			}
@@ -170,22 +169,51 @@ is an error; 2 when an argument is not hex (nothing is sent); 3 after a tear
 	return cmd
 }
 
+// openImage opens a card image, locked, for a command that runs to its end
+// (card apdu, card show); an image in use elsewhere is refused with what to
+// do.
+func openImage(path string, opts emulator.Options) (*emulator.Card, error) {
+	card, err := emulator.Open(path, opts)
+	if errors.Is(err, imagefile.ErrLocked) {
+		return nil, fmt.Errorf("%w: another program (card serve, card apdu, sync or gate) has this card open; let it finish or stop it, then try again", err)
+	}
+	return card, err
+}
+
 func newCardShowCmd() *cobra.Command {
 	var image string
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "show --image FILE",
 		Short: "Draw the card's ticket file: used, free, reclaimable, each ticket with its size and state",
-		Args:  noArgs,
+		Long: `Draw the card's ticket file: capacity, used, free and reclaimable bytes, and
+each ticket with the room it takes in the file (its encoding plus the
+per-ticket record overhead) and its state. With --json, each ticket's "size"
+is its encoding alone (as in order and tickets --json) and "stored_bytes" the
+room it takes.
+
+The image is locked while it is read, as by any program that opens it: an
+image in use (by card serve, card apdu, sync or gate) is refused.`,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			snap, err := emulator.ReadSnapshot(image)
+			card, err := openImage(image, emulator.Options{})
 			if err != nil {
+				return err
+			}
+			snap, err := card.Snapshot()
+			if err = errors.Join(err, card.Close()); err != nil {
 				return err
 			}
 			if asJSON {
 				return writeJSON(cmd, showJSON(snap))
 			}
-			return cardview.Render(cmd.OutOrStdout(), snap)
+			if err := cardview.Render(cmd.OutOrStdout(), snap); err != nil {
+				return err
+			}
+			if len(snap.Tickets) > 0 {
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "\n  bytes: the room a ticket takes in the ticket file, its encoding plus %d bytes of record overhead\n", snap.Overhead)
+			}
+			return err
 		},
 	}
 	cmd.Flags().StringVar(&image, "image", "", "card image file")
@@ -211,12 +239,16 @@ type cardJSON struct {
 }
 
 type ticketJSON struct {
-	ID        ticketfmt.ID      `json:"id"`
-	Size      int               `json:"size"`
-	State     string            `json:"state"`
-	CheckedBy string            `json:"checked_by,omitempty"`
-	CheckedAt string            `json:"checked_at,omitempty"`
-	Ticket    *ticketfmt.Ticket `json:"ticket"`
+	ID ticketfmt.ID `json:"id"`
+	// Size is the ticket's encoded length, as in order and tickets --json.
+	Size int `json:"size"`
+	// StoredBytes is the room the ticket takes in the ticket file: Size
+	// plus the per-ticket record overhead (cardJSON.Overhead).
+	StoredBytes int               `json:"stored_bytes"`
+	State       string            `json:"state"`
+	CheckedBy   string            `json:"checked_by,omitempty"`
+	CheckedAt   string            `json:"checked_at,omitempty"`
+	Ticket      *ticketfmt.Ticket `json:"ticket"`
 }
 
 func showJSON(s applet.Snapshot) cardJSON {
@@ -224,7 +256,7 @@ func showJSON(s applet.Snapshot) cardJSON {
 		Used: s.Capacity - s.Free, Free: s.Free, Reclaimable: s.Reclaimable, Epoch: s.Epoch, Counter: s.Counter,
 		Certificate: s.Certificate != nil, Notification: int(s.Notification.Pending), Tickets: []ticketJSON{}}
 	for _, t := range s.Tickets {
-		tj := ticketJSON{ID: t.Ticket.ID, Size: t.Size(), State: "unchecked", Ticket: t.Ticket}
+		tj := ticketJSON{ID: t.Ticket.ID, Size: len(t.Raw), StoredBytes: t.Size(), State: "unchecked", Ticket: t.Ticket}
 		if t.Check != nil {
 			tj.State = "checked"
 			tj.CheckedBy = hex.EncodeToString(t.Check.Gate[:])

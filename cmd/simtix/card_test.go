@@ -13,6 +13,7 @@ import (
 
 	"github.com/simtix/simtix/cardkeys"
 	"github.com/simtix/simtix/cardproto"
+	"github.com/simtix/simtix/emulator"
 	"github.com/simtix/simtix/internal/testvectors"
 	"github.com/simtix/simtix/ticketfmt"
 )
@@ -126,13 +127,17 @@ func TestCardAPDU(t *testing.T) {
 	assert.Contains(t, out, "used 183")
 	assert.Contains(t, out, "544b5400000000000001")
 	assert.Contains(t, out, "国家大剧院")
+	assert.Contains(t, out, "bytes: the room a ticket takes in the ticket file, its encoding plus 8 bytes of record overhead")
 	code, out, errOut = simtix(t, "card", "show", "--image", image, "--json")
 	require.Equal(t, 0, code, errOut)
 	var doc cardJSON
 	require.NoError(t, json.Unmarshal([]byte(out), &doc))
 	assert.Equal(t, 2048-183, doc.Free)
 	require.Len(t, doc.Tickets, 1)
-	assert.Equal(t, 183, doc.Tickets[0].Size)
+	assert.Equal(t, len(v.TicketE1), doc.Tickets[0].Size, "size: the encoded ticket, as in order and tickets --json")
+	assert.Equal(t, len(v.TicketE1)+doc.Overhead, doc.Tickets[0].StoredBytes, "stored_bytes: its room on the card")
+	assert.Equal(t, 183, doc.Tickets[0].StoredBytes)
+	assert.Contains(t, out, `"stored_bytes": 183`)
 	assert.Equal(t, "unchecked", doc.Tickets[0].State)
 	assert.Equal(t, uint32(1), doc.Epoch)
 }
@@ -182,4 +187,36 @@ func TestCardShowRefusesDamagedImage(t *testing.T) {
 	code, _, errOut = simtix(t, "card", "apdu", "--image", image, "80F2000000")
 	assert.Equal(t, exitError, code)
 	assert.Contains(t, errOut, "damaged")
+}
+
+// TestCardImageInUse holds a card image open as card serve does: card show
+// and card apdu refuse it with a clear error, exit 1, and leave it as it
+// was; once it is closed they work.
+func TestCardImageInUse(t *testing.T) {
+	image := newCardImage(t)
+	before, err := os.ReadFile(image)
+	require.NoError(t, err)
+	held, err := emulator.Open(image, emulator.Options{})
+	require.NoError(t, err)
+	for _, args := range [][]string{
+		{"card", "show", "--image", image},
+		{"card", "show", "--image", image, "--json"},
+		{"card", "apdu", "--image", image, "80F2000000"},
+	} {
+		code, out, errOut := simtix(t, args...)
+		assert.Equal(t, exitError, code, "%q: %s", args, errOut)
+		assert.Empty(t, out, "%q", args)
+		assert.Contains(t, errOut, "simtix: card image "+image+": in use", "%q", args)
+		assert.Contains(t, errOut, "another program (card serve, card apdu, sync or gate) has this card open", "%q", args)
+	}
+	require.NoError(t, held.Close())
+	after, err := os.ReadFile(image)
+	require.NoError(t, err)
+	assert.Equal(t, before, after)
+
+	code, out, errOut := simtix(t, "card", "show", "--image", image)
+	require.Equal(t, exitOK, code, errOut)
+	assert.Contains(t, out, "89860012345678901234")
+	_, err = os.Stat(image + ".lock")
+	assert.ErrorIs(t, err, os.ErrNotExist, "card show lets go of the lock")
 }

@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -99,13 +101,20 @@ Each verdict comes with the modelled contactless time of the check
 				}
 			}
 			ctx := cmd.Context()
-			// The card first: a card refused leaves no journal behind.
+			// The card first (serving card after card: the reader): a
+			// start that fails leaves no journal behind.
 			var c *openedCard
+			var pc *pcsc.Context
 			if card.image != "" || once {
 				if c, err = card.open(ctx, applet.Contactless); err != nil {
 					return err
 				}
 				defer c.Close()
+			} else {
+				if pc, err = openReader(card.reader); err != nil {
+					return err
+				}
+				defer pc.Close()
 			}
 			j, err := journal.Open(journalFile)
 			if err != nil {
@@ -142,7 +151,7 @@ Each verdict comes with the modelled contactless time of the check
 				}
 				return nil
 			}
-			return gateLoop(ctx, errOut, card.reader, g, report, exchange)
+			return gateLoop(ctx, errOut, pc, card.reader, g, report, exchange)
 		},
 	}
 	f := cmd.Flags()
@@ -214,7 +223,9 @@ func gateConfig(keysFile, venue, gateID, window, now, zone string) (gate.Config,
 
 // gateExchange uploads the journal and downloads the deny list, when a
 // server is configured; a failure is reported and the gate goes on
-// offline.
+// offline. The deny list is downloaded even when the upload fails (the
+// records not uploaded are tried again at the next exchange): an upload
+// the server keeps refusing must not freeze the deny list.
 func gateExchange(ctx context.Context, w io.Writer, g *gate.Gate, j *journal.Journal, srv *apiclient.Client) {
 	if srv == nil {
 		return
@@ -222,12 +233,11 @@ func gateExchange(ctx context.Context, w io.Writer, g *gate.Gate, j *journal.Jou
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	ans, err := journal.Upload(ctx, j, srv)
-	if err == nil && len(ans.CheckedTwice) > 0 {
+	if len(ans.CheckedTwice) > 0 {
 		fmt.Fprintf(w, "simtix: the server saw tickets checked twice (a cloned card?): %v\n", ans.CheckedTwice)
 	}
 	if err != nil {
 		fmt.Fprintf(w, "simtix: journal upload failed, kept for later: %v\n", err)
-		return
 	}
 	deny, err := srv.Deny(ctx)
 	if err != nil {
@@ -237,13 +247,28 @@ func gateExchange(ctx context.Context, w io.Writer, g *gate.Gate, j *journal.Jou
 	g.SetDenyList(deny)
 }
 
-// gateLoop checks each card presented in reader until ctx ends.
-func gateLoop(ctx context.Context, w io.Writer, reader string, g *gate.Gate, report func(gate.Verdict) error, exchange func()) error {
+// openReader connects to PC/SC and checks that it knows reader.
+func openReader(reader string) (*pcsc.Context, error) {
 	pc, err := pcsc.Open()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer pc.Close()
+	names, err := pc.Readers()
+	if err != nil {
+		return nil, errors.Join(err, pc.Close())
+	}
+	if slices.Contains(names, reader) {
+		return pc, nil
+	}
+	known := "PC/SC knows no readers (is pcscd running? scripts/pcscd.sh start)"
+	if len(names) > 0 {
+		known = fmt.Sprintf("the readers are %q ('simtix readers' lists them)", names)
+	}
+	return nil, errors.Join(fmt.Errorf("--reader %q: %w; %s", reader, pcsc.ErrNoReader, known), pc.Close())
+}
+
+// gateLoop checks each card presented in reader until ctx ends.
+func gateLoop(ctx context.Context, w io.Writer, pc *pcsc.Context, reader string, g *gate.Gate, report func(gate.Verdict) error, exchange func()) error {
 	for {
 		if err := pc.WaitCard(ctx, reader); err != nil {
 			if ctx.Err() != nil {

@@ -23,8 +23,7 @@ func newKeysCmd() *cobra.Command {
 		Use:   "keys",
 		Short: "The issuer's keys: list them, rotate the current one",
 	}
-	cmd.AddCommand(newKeysListCmd(), newKeysRotateCmd())
-	return cmd
+	return groupCmd(cmd, newKeysListCmd(), newKeysRotateCmd())
 }
 
 // keysWhere are the two places the keys commands reach the keys: a running

@@ -81,7 +81,8 @@ ticket box server, and the handset and gate roles. See docs/ and the spec.`,
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(
+	root.SetHelpCommand(newHelpCmd())
+	groupCmd(root,
 		newCardCmd(),
 		newServerCmd(),
 		newOrderCmd(),
@@ -94,7 +95,85 @@ ticket box server, and the handset and gate roles. See docs/ and the spec.`,
 		newKeysCmd(),
 		newVersionCmd(),
 	)
+	// Cobra's completion command (bash, fish, powershell, zsh) is a group
+	// too; made now rather than at Execute, so that it is one of ours.
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		if c.Name() == "completion" {
+			groupCmd(c)
+		}
+	}
 	return root
+}
+
+// newHelpCmd is `simtix help [COMMAND...]`: cobra's, but a command it does
+// not know is a usage error rather than the root's help.
+func newHelpCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [command]",
+		Short: "Help about any command",
+		Long:  "Help for any command: simtix help COMMAND [SUBCOMMAND] prints what simtix COMMAND [SUBCOMMAND] --help does.",
+		ValidArgsFunction: func(c *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			cmd, _, err := c.Root().Find(args)
+			if err != nil {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			var out []cobra.Completion
+			for _, sub := range cmd.Commands() {
+				if sub.IsAvailableCommand() && strings.HasPrefix(sub.Name(), toComplete) {
+					out = append(out, cobra.CompletionWithDesc(sub.Name(), sub.Short))
+				}
+			}
+			return out, cobra.ShellCompDirectiveNoFileComp
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			cmd, rest, err := c.Root().Find(args)
+			if err != nil {
+				return usageError{err}
+			}
+			if len(rest) > 0 {
+				return unknownCommand(cmd, rest)
+			}
+			return cmd.Help()
+		},
+	}
+}
+
+// groupCmd makes cmd a group of the commands subs (added to those it has):
+// alone it prints its help (exit 0); followed by a word that names none of
+// its commands it is a usage error (exit 2) that names them. (Cobra runs a
+// group without RunE as help whatever follows it, exit 0.)
+func groupCmd(cmd *cobra.Command, subs ...*cobra.Command) *cobra.Command {
+	cmd.AddCommand(subs...)
+	cmd.Args = unknownCommand
+	cmd.DisableFlagsInUseLine = true // "simtix card" alone is its help
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2
+	}
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	return cmd
+}
+
+// unknownCommand refuses any argument of a group: had it named one of the
+// group's commands, cobra would have run that command.
+func unknownCommand(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	var names []string
+	for _, c := range cmd.Commands() {
+		if c.IsAvailableCommand() {
+			names = append(names, c.Name())
+		}
+	}
+	hint := ""
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		hint = fmt.Sprintf(" (did you mean %s?)", strings.Join(s, " or "))
+	}
+	if len(names) == 0 {
+		return usagef("unknown command %q for %q", args[0], cmd.CommandPath())
+	}
+	return usagef("unknown command %q for %q%s; its commands are: %s", args[0], cmd.CommandPath(), hint, strings.Join(names, ", "))
 }
 
 // isCobraUsage reports errors cobra makes about the command line itself.

@@ -7,11 +7,13 @@ import (
 	"crypto/elliptic"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/spf13/cobra"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -50,6 +52,65 @@ func TestUsageErrorsExit2(t *testing.T) {
 		code, _, errOut := simtix(t, args...)
 		assert.Equal(t, exitUsage, code, "%v", args)
 		assert.NotEmpty(t, errOut, "%v", args)
+	}
+}
+
+// TestGroupCommands runs every command that groups others (simtix itself,
+// card, keys, ticket, ...) alone and followed by a word that names none of
+// its commands: alone it prints its help and exits 0; a mistyped command
+// is a usage error, exit 2, that names it and the group's commands on
+// stderr and prints nothing on stdout.
+func TestGroupCommands(t *testing.T) {
+	var groups [][]string
+	var walk func(path []string, c *cobra.Command)
+	walk = func(path []string, c *cobra.Command) {
+		if !c.HasSubCommands() {
+			return
+		}
+		groups = append(groups, path)
+		for _, sub := range c.Commands() {
+			walk(append(append([]string(nil), path...), sub.Name()), sub)
+		}
+	}
+	walk(nil, newRootCmd())
+	require.GreaterOrEqual(t, len(groups), 4, "simtix, card, keys, ticket: %q", groups)
+	for _, path := range groups {
+		name := strings.Join(append([]string{"simtix"}, path...), " ")
+		t.Run(name, func(t *testing.T) {
+			code, out, errOut := simtix(t, path...)
+			assert.Equal(t, exitOK, code, errOut)
+			assert.Contains(t, out, "Available Commands:", "alone, its help")
+			assert.Empty(t, errOut)
+
+			code, out, errOut = simtix(t, append(path, "bogus")...)
+			assert.Equal(t, exitUsage, code, "%s bogus: %s", name, errOut)
+			assert.Empty(t, out, "%s bogus: nothing on stdout", name)
+			assert.Contains(t, errOut, fmt.Sprintf("simtix: unknown command %q for %q", "bogus", name))
+			cmd, _, err := newRootCmd().Find(path)
+			require.NoError(t, err)
+			for _, sub := range cmd.Commands() {
+				if sub.IsAvailableCommand() {
+					assert.Contains(t, errOut, sub.Name(), "the message names the group's commands")
+				}
+			}
+			assert.Contains(t, errOut, "Run 'simtix --help' or 'simtix COMMAND --help' for usage.")
+		})
+	}
+	assert.Contains(t, groups, []string{"completion"}, "cobra's completion command is a group too")
+	// A near miss gets a suggestion.
+	code, _, errOut := simtix(t, "card", "shwo")
+	assert.Equal(t, exitUsage, code)
+	assert.Contains(t, errOut, "did you mean show?")
+
+	// simtix help: the same.
+	code, out, errOut := simtix(t, "help", "card")
+	assert.Equal(t, exitOK, code, errOut)
+	assert.Contains(t, out, "simtix card [command]")
+	for _, args := range [][]string{{"help", "bogus"}, {"help", "card", "bogus"}, {"help", "card", "show", "bogus"}} {
+		code, out, errOut := simtix(t, args...)
+		assert.Equal(t, exitUsage, code, "%q: %s", args, errOut)
+		assert.Empty(t, out, "%q", args)
+		assert.Contains(t, errOut, `simtix: unknown command "bogus"`, "%q", args)
 	}
 }
 

@@ -71,8 +71,10 @@ With --watch, it syncs, then polls the card's STATUS every --interval: on a
 notification (a gate checked a ticket) it FETCHes it, syncs and answers
 TERMINAL RESPONSE; and it long-polls the box so that a ticket ordered while
 the card has room is stored at once. It runs until interrupted; when the
-card leaves the reader (--reader), it waits for it and watches again. With
---json it prints one JSON document per event, one per line.
+card leaves the reader (--reader), it waits for it and watches again. It
+prints each event on stdout, and each failed sync (retried) on stderr; with
+--json it prints one JSON document per event on stdout, one per line, failed
+syncs too ("event":"error").
 
 A card image (--image) is locked while in use: to let a gate use the same
 card at the same time, serve it with 'simtix card serve' and use --reader.`,
@@ -120,11 +122,13 @@ card at the same time, serve it with 'simtix card serve' and use --reader.`,
 				printSync(out, res)
 				return nil
 			}
+			// Text: events on stdout, errors (retried) on stderr. JSON:
+			// every event, errors too, one document a line on stdout.
 			opts := handset.WatchOptions{Interval: interval, OnEvent: func(e handset.Event) {
 				if asJSON {
 					printWatchJSON(out, e)
 				} else {
-					printWatch(out, e)
+					printWatch(out, cmd.ErrOrStderr(), e)
 				}
 			}}
 			for {
@@ -182,7 +186,9 @@ func printSync(w io.Writer, r handset.Result) {
 		s.Stored, s.Checked, s.AvailableBytes(), s.Capacity, r.Waiting)
 }
 
-func printWatch(w io.Writer, e handset.Event) {
+// printWatch prints an event of sync --watch as text: on w, or on errW for
+// an error (which the watch retries).
+func printWatch(w, errW io.Writer, e handset.Event) {
 	ts := time.Now().Format("15:04:05.000")
 	switch e.Kind {
 	case handset.EventSync:
@@ -194,7 +200,7 @@ func printWatch(w io.Writer, e handset.Event) {
 	case handset.EventDue:
 		fmt.Fprintf(w, "%s the box has %d tickets due to the card\n", ts, e.Due)
 	case handset.EventError:
-		fmt.Fprintf(w, "%s error (%s), will retry: %v\n", ts, e.Why, e.Err)
+		fmt.Fprintf(errW, "simtix: %s sync (%s) failed, will retry: %v\n", ts, e.Why, e.Err)
 	}
 }
 

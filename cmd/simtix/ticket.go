@@ -16,8 +16,7 @@ func newTicketCmd() *cobra.Command {
 		Use:   "ticket",
 		Short: "Decode, explain and verify encoded tickets and card certificates",
 	}
-	cmd.AddCommand(newTicketExplainCmd())
-	return cmd
+	return groupCmd(cmd, newTicketExplainCmd())
 }
 
 func newTicketExplainCmd() *cobra.Command {
