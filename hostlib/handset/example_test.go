@@ -47,5 +47,5 @@ func ExampleHandset_Sync() {
 	fmt.Printf("%d tickets stored, %d bytes free, %d waiting in the box\n", res.Steps, res.Status.Free, res.Waiting)
 	// Output:
 	// card 89860012345678901234 registered: 1 step (its certificate)
-	// 11 tickets stored, 156 bytes free, 13 waiting in the box
+	// 12 tickets stored, 9 bytes free, 12 waiting in the box
 }

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/simtix/simtix/apdu"
 	"github.com/simtix/simtix/api"
@@ -51,6 +52,9 @@ type Result struct {
 	Waiting int
 	// Session is the holder's session the sync won.
 	Session string
+	// SessionExpires is when the box says Session expires, by the box's
+	// clock (zero if the box did not say).
+	SessionExpires time.Time
 }
 
 // Exchange asks for ticket Take from the box in place of ticket Give.
@@ -94,7 +98,8 @@ func (h *Handset) Sync(ctx context.Context, ex *Exchange) (Result, error) {
 	}
 	// The status the box settled on: a change after it (a gate's check)
 	// raises a notification of its own.
-	res.Waiting, res.Session, res.Status = closing.Waiting, closing.Session, card.Status
+	res.Waiting, res.Status = closing.Waiting, card.Status
+	res.Session, res.SessionExpires = closing.Session, closing.SessionExpires
 	return res, nil
 }
 
