@@ -126,6 +126,10 @@ type TicketView struct {
 type TicketsAnswer struct {
 	Carrier ticketfmt.Serial `json:"carrier"`
 	Tickets []TicketView     `json:"tickets"`
+	// Flags are the reasons an operator should look at the card (network.md:
+	// a ticket checked twice, a counter outside its last plan); given to
+	// the operator only.
+	Flags []string `json:"flags,omitempty"`
 }
 
 // JournalRequest uploads a gate's journal.

@@ -215,6 +215,8 @@ func view(t *box.Ticket) (api.TicketView, error) {
 	return v, nil
 }
 
+// tickets answers a carrier's tickets, and for the operator the card's
+// flags.
 func (s *Server) tickets(r *http.Request, carrier func(tx store.Tx) (ticketfmt.Serial, error)) (api.TicketsAnswer, error) {
 	var ans api.TicketsAnswer
 	err := s.cfg.Store.View(r.Context(), func(tx store.Tx) error {
@@ -234,6 +236,17 @@ func (s *Server) tickets(r *http.Request, carrier func(tx store.Tx) (ticketfmt.S
 			}
 			ans.Tickets = append(ans.Tickets, v)
 		}
+		if !tokenEqual(bearer(r), s.cfg.Keys.OperatorToken()) {
+			return nil
+		}
+		card, err := tx.Card(r.Context(), serial)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		ans.Flags = card.Flags
 		return nil
 	})
 	return ans, err

@@ -298,5 +298,11 @@ func printTickets(cmd *cobra.Command, ans api.TicketsAnswer) error {
 	}
 	_, err := fmt.Fprintf(out, "card %v: %d tickets: %d on the card, %d in the box, %d being delivered, %d returning, %d checked\n",
 		ans.Carrier, len(ans.Tickets), counts["card"], counts["box"], counts["delivering"], counts["returning"], counts["checked"])
+	for _, f := range ans.Flags {
+		if err != nil {
+			break
+		}
+		_, err = fmt.Fprintf(out, "flagged for an operator: %s\n", f)
+	}
 	return err
 }

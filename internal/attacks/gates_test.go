@@ -423,4 +423,9 @@ func TestCloneAgainstTheCardsInventory(t *testing.T) {
 	require.NotNil(t, card)
 	require.Len(t, card.Flags, 1)
 	assert.Contains(t, card.Flags[0], "checked twice")
+
+	// The operator sees the flag with the card's tickets.
+	list, err := env.Operator().Tickets(t.Context(), h.serial.String())
+	require.NoError(t, err)
+	assert.Equal(t, card.Flags, list.Flags)
 }
