@@ -81,7 +81,8 @@ func dataKeyFile(n int) string {
 	return fmt.Sprintf("issuer-key-%d.pem", n)
 }
 
-// fileBackend is a key file the operator gave.
+// fileBackend is a key file the operator gave; a file that does not exist
+// yet is made (0600) on first start, as cli.md says of the PEM file.
 type fileBackend struct {
 	path string // absolute
 }
@@ -92,15 +93,7 @@ func (b *fileBackend) close() error                                     { return
 func (b *fileBackend) load(ctx context.Context, _ *entry) (*key, error) { return b.next(ctx, nil) }
 
 func (b *fileBackend) next(context.Context, *record) (*key, error) {
-	data, err := readSecret(b.path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w (a key file given as the issuer key must exist; "+
-			"with no key spec, the key is made in the data directory)", err)
-	}
-	if err != nil {
-		return nil, err
-	}
-	k, err := parsePrivateKey(b.path, data)
+	k, err := loadOrCreate(b.path, func(data []byte) (*key, error) { return parsePrivateKey(b.path, data) }, newPrivateKeyPEM)
 	if err != nil {
 		return nil, err
 	}

@@ -99,7 +99,8 @@ type backend interface {
 // operator.token, gate.token, the issuer key), and writes issuer-keys.pem.
 // spec says where the issuer key lives: "" (key files in the data
 // directory), a PEM file path ("file:" prefix optional; an EC P-256 "EC
-// PRIVATE KEY" or PKCS#8 "PRIVATE KEY"), "tpm:sim" (the go-tpm-tools
+// PRIVATE KEY" or PKCS#8 "PRIVATE KEY"; made, 0600, if it does not exist
+// yet, its directory must), "tpm:sim" (the go-tpm-tools
 // simulator) or "tpm:DEVICE" (such as tpm:/dev/tpmrm0). ctx bounds the wait
 // for the TPM. The caller must Close the Keys.
 func Open(ctx context.Context, dataDir, spec string) (_ *Keys, err error) {

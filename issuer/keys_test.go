@@ -263,6 +263,23 @@ func TestKeyFileSpec(t *testing.T) {
 	}
 }
 
+// TestKeyFileMadeOnFirstStart: a key file given that does not exist yet is
+// made (0600) and kept: the next start signs with the same key.
+func TestKeyFileMadeOnFirstStart(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(t.TempDir(), "issuer.pem")
+	k := open(t, dir, path)
+	first := k.Signer().Public()
+	require.NoError(t, k.Close())
+	info, err := os.Stat(path)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), info.Mode().Perm())
+	k = open(t, dir, path)
+	assert.True(t, k.Signer().Public().(*ecdsa.PublicKey).Equal(first), "the same key at the next start")
+	assert.NoError(t, ticket(t, k, 1).Verify(pemKeySet(t, dir)))
+	assert.NoFileExists(t, filepath.Join(dir, "issuer-key.pem"))
+}
+
 // openssl ecparam -genkey writes an EC PARAMETERS block before the key.
 func TestKeyFileWithECParameters(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "issuer.pem")
@@ -310,7 +327,7 @@ func TestKeyFileRefused(t *testing.T) {
 		{certFile, issuer.ErrMalformed, `"CERTIFICATE"`},
 		{garbage, issuer.ErrMalformed, "no PEM private key"},
 		{open, issuer.ErrPermissions, "chmod 600"},
-		{filepath.Join(keys, "missing.pem"), fs.ErrNotExist, "missing.pem"},
+		{filepath.Join(keys, "missing", "issuer.pem"), fs.ErrNotExist, "missing/issuer.pem"},
 		{"file:", nil, "key file path"},
 	} {
 		_, err := issuer.Open(context.Background(), dir, tc.spec)

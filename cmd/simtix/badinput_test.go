@@ -104,6 +104,7 @@ func TestBadInputEveryCommand(t *testing.T) {
 		{name: "card serve, bad fault", args: []string{"card", "serve", "--image", img, "--fault", "write:x"}, want: exitUsage, msg: "want write:N or tear:N"},
 		{name: "server, an argument", args: []string{"server", "--data-dir", filepath.Join(dir, "srv"), "now"}, want: exitUsage, msg: `unexpected argument "now"`},
 		{name: "server, listen address without a port", args: []string{"server", "--data-dir", filepath.Join(dir, "srv"), "--listen", "localhost"}, want: exitUsage, msg: "--listen"},
+		{name: "server, issuer key file in a missing directory", args: []string{"server", "--data-dir", filepath.Join(dir, "srv"), "--issuer-key", filepath.Join(dir, "nowhere", "issuer.pem")}, want: exitUsage, msg: "its directory must exist"},
 		{name: "order, no ticket", args: order(), want: exitUsage, msg: "give the ticket fields"},
 		{name: "order, no such date", args: order("--seller", "S", "--date", "2026-02-30", "--time", "19:30"), want: exitUsage, msg: `date "2026-02-30": no such date`},
 		{name: "order, no such time", args: order("--seller", "S", "--date", "2026-12-12", "--time", "25:00"), want: exitUsage, msg: `"25:00"`},

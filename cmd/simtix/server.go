@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -51,9 +53,9 @@ func newServerCmd() *cobra.Command {
 		Long: `Run the ticket center and virtual ticket box (network.md) until interrupted.
 
 At first start it makes, in the data dir: the issuer key (issuer-key.pem,
-unless --issuer-key names a PEM file or a TPM: tpm:/dev/tpmrm0, tpm:sim),
-master.key (for 'simtix card new --master-key'), operator.token and
-gate.token, and writes the issuer's public keys to issuer-keys.pem for gates.
+unless --issuer-key names a PEM file, made there if missing, or a TPM:
+tpm:/dev/tpmrm0, tpm:sim), master.key (for 'simtix card new --master-key'),
+operator.token and gate.token, and writes the issuer's public keys to issuer-keys.pem for gates.
 --db is a SQLite path (default DATA_DIR/simtix.db) or a postgres:// URL.
 
 'simtix keys rotate' makes a new issuer key current while the server runs
@@ -72,8 +74,14 @@ stopped server; the retired keys stay in issuer-keys.pem.`,
 				return usagef("--listen %q: want HOST:PORT, such as 127.0.0.1:8080 or :8080", listen)
 			}
 			if spec := strings.TrimPrefix(issuerKey, "file:"); spec != "" && !strings.HasPrefix(issuerKey, "tpm:") {
-				if _, err := os.Stat(spec); err != nil {
+				// A key file that does not exist yet is made on first start;
+				// its directory must exist.
+				if _, err := os.Stat(spec); err != nil && !errors.Is(err, fs.ErrNotExist) {
 					return usagef("--issuer-key %q: %v (give a PEM key file, tpm:sim or tpm:/dev/tpmrm0)", issuerKey, err)
+				} else if err != nil {
+					if _, err := os.Stat(filepath.Dir(spec)); err != nil {
+						return usagef("--issuer-key %q: %v (a new key file is made there on first start: its directory must exist)", issuerKey, err)
+					}
 				}
 			}
 			keys, err := issuer.Open(ctx, dataDir, issuerKey)
