@@ -250,7 +250,10 @@ func TestWatchStoresAnOrderAtOnce(t *testing.T) {
 	require.Equal(t, "card", ans.Tickets[0].Route)
 	e := waitFor(t, events, handset.EventSync, "due", 5*time.Second)
 	assert.Equal(t, 1, e.Result.Steps)
-	assert.Less(t, time.Since(start), time.Second, "the ticket is on the card within a second")
+	// Told by the box, not found by a STATUS poll (a minute apart); how
+	// fast is measured by internal/e2e BenchmarkOrderToCard, not asserted
+	// on a shared machine.
+	assert.Less(t, time.Since(start), 30*time.Second, "the long poll brought the ticket, not the STATUS poll")
 	assert.Equal(t, box.OnCard, f.view(t)[ans.Tickets[0].ID])
 }
 
