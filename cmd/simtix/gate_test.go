@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -16,9 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/simtix/simtix/internal/testvectors"
 	"github.com/simtix/simtix/issuer"
-	"github.com/simtix/simtix/ticketfmt"
 )
 
 // TestGateStartFailureLeavesNoJournal starts gates that cannot reach their
@@ -27,16 +23,7 @@ import (
 // that serves card after card (no --once) must find that out before it
 // makes its journal.
 func TestGateStartFailureLeavesNoJournal(t *testing.T) {
-	v, err := testvectors.Load()
-	require.NoError(t, err)
-	k, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), v.IssuerPrivateScalar)
-	require.NoError(t, err)
-	keys, err := ticketfmt.NewKeySet(&k.PublicKey)
-	require.NoError(t, err)
-	pemBytes, err := keys.MarshalPEM()
-	require.NoError(t, err)
-	keyFile := filepath.Join(t.TempDir(), "issuer-keys.pem")
-	require.NoError(t, os.WriteFile(keyFile, pemBytes, 0o600))
+	_, keyFile := vectorKeyFile(t)
 
 	for _, tc := range []struct {
 		name string

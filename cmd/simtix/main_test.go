@@ -128,7 +128,10 @@ func TestDemo(t *testing.T) {
 	assert.Contains(t, out, "Every one of the 24 tickets was checked exactly once (24 checked)")
 }
 
-func TestTicketExplainVector(t *testing.T) {
+// vectorKeyFile writes the issuer public key of vectors.json as a key set
+// file (as issuer-keys.pem) and returns it with the vectors.
+func vectorKeyFile(t *testing.T) (*testvectors.Vectors, string) {
+	t.Helper()
 	v, err := testvectors.Load()
 	require.NoError(t, err)
 	k, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), v.IssuerPrivateScalar)
@@ -139,6 +142,11 @@ func TestTicketExplainVector(t *testing.T) {
 	require.NoError(t, err)
 	keyFile := filepath.Join(t.TempDir(), "issuer-keys.pem")
 	require.NoError(t, os.WriteFile(keyFile, pemBytes, 0o600))
+	return v, keyFile
+}
+
+func TestTicketExplainVector(t *testing.T) {
+	v, keyFile := vectorKeyFile(t)
 
 	// Upper case with spaces, as cli.md allows.
 	arg := strings.ToUpper(hex.EncodeToString(v.TicketE1[:20])) + " " + hex.EncodeToString(v.TicketE1[20:])

@@ -18,12 +18,10 @@ import (
 	"github.com/simtix/simtix/box"
 	"github.com/simtix/simtix/cardkeys"
 	"github.com/simtix/simtix/cardproto"
-	"github.com/simtix/simtix/emulator"
 	"github.com/simtix/simtix/hostlib"
 	"github.com/simtix/simtix/hostlib/gate"
 	"github.com/simtix/simtix/hostlib/gate/journal"
 	"github.com/simtix/simtix/internal/systemtest"
-	"github.com/simtix/simtix/nvm"
 	"github.com/simtix/simtix/ticketfmt"
 )
 
@@ -292,14 +290,7 @@ func TestRestoredCardImage(t *testing.T) {
 	assert.Equal(t, box.Checked, h.states(t)[id])
 	h.sync(t) // the genuine card syncs: the checked ticket leaves it
 
-	ram, err := nvm.RAMFromBytes(h.ram.PageSize(), image)
-	require.NoError(t, err)
-	clone, err := emulator.New(ram, emulator.Options{})
-	require.NoError(t, err)
-	for _, i := range []applet.Interface{applet.Contact, applet.Contactless} {
-		_, err := clone.PowerOn(t.Context(), i)
-		require.NoError(t, err)
-	}
+	clone := h.restore(t, image)
 	snap, err := clone.Snapshot()
 	require.NoError(t, err)
 	require.Len(t, snap.Tickets, 1)
@@ -405,14 +396,7 @@ func TestCloneAgainstTheCardsInventory(t *testing.T) {
 	h.sync(t) // the box learns the check from the card, and deletes it
 	require.Equal(t, box.Checked, h.states(t)[id])
 
-	ram, err := nvm.RAMFromBytes(h.ram.PageSize(), image)
-	require.NoError(t, err)
-	clone, err := emulator.New(ram, emulator.Options{})
-	require.NoError(t, err)
-	for _, i := range []applet.Interface{applet.Contact, applet.Contactless} {
-		_, err := clone.PowerOn(t.Context(), i)
-		require.NoError(t, err)
-	}
+	clone := h.restore(t, image)
 	g3, j3 := newGate(t, env, 3)
 	admit(t, g3, clone.Port(applet.Contactless))
 	up, err := journal.Upload(t.Context(), j3, env.Gate())

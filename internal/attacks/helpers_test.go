@@ -92,6 +92,21 @@ func newHolder(t *testing.T, env *systemtest.Env, serialHex string) *holder {
 		hs: &handset.Handset{Card: a, Box: env.Client("")}, raw: map[ticketfmt.ID][]byte{}}
 }
 
+// restore makes another card of h's card memory image (memory), powered
+// on both interfaces: a perfect clone, key included.
+func (h *holder) restore(t *testing.T, image []byte) *emulator.Card {
+	t.Helper()
+	ram, err := nvm.RAMFromBytes(h.ram.PageSize(), image)
+	require.NoError(t, err)
+	clone, err := emulator.New(ram, emulator.Options{})
+	require.NoError(t, err)
+	for _, i := range []applet.Interface{applet.Contact, applet.Contactless} {
+		_, err := clone.PowerOn(t.Context(), i)
+		require.NoError(t, err)
+	}
+	return clone
+}
+
 // certified returns a holder whose card has synced once: registered with
 // the box and certified.
 func certified(t *testing.T, env *systemtest.Env, serialHex string) *holder {
