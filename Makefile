@@ -5,7 +5,7 @@ GO ?= go
 # scripts/deps.sh installs Go in /usr/local/go when the machine has none
 # new enough: it comes first.
 export PATH := /usr/local/go/bin:$(PATH)
-FUZZTIME ?= 10s
+FUZZTIME ?= 5s
 BENCHTIME ?= 1s
 
 .PHONY: all build demo test check unit fuzz bench deps fmt clean

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# fuzz.sh: run every fuzz test of the module for FUZZTIME each (default 10s).
+# fuzz.sh: run every fuzz test of the module for FUZZTIME each (default 5s).
 # Fuzz tests are found by name (func FuzzXxx in *_test.go); their seed
 # corpora live in each package's testdata/fuzz/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-fuzztime=${FUZZTIME:-10s}
+fuzztime=${FUZZTIME:-5s}
 status=0
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
