@@ -118,8 +118,11 @@ type TicketView struct {
 	Seat         string              `json:"seat,omitempty"`
 	Instructions string              `json:"instructions,omitempty"`
 	Size         int                 `json:"size"`
-	CheckedBy    string              `json:"checked_by,omitempty"`
-	CheckedAt    string              `json:"checked_at,omitempty"`
+	// Due is set on a ticket in the box that an order answered "card":
+	// the card's next sync stores it.
+	Due       bool   `json:"due,omitempty"`
+	CheckedBy string `json:"checked_by,omitempty"`
+	CheckedAt string `json:"checked_at,omitempty"`
 }
 
 // TicketsAnswer lists a carrier's tickets.

@@ -421,6 +421,14 @@ func TestOrderPromisesHold(t *testing.T) {
 	assert.Equal(t, "box", second.Tickets[0].Route)
 	routes[second.Tickets[0].ID] = "box"
 
+	// Before the sync, all are in the box; those answered "card" are due.
+	before, err := op.Tickets(ctx, serial.String())
+	require.NoError(t, err)
+	for _, tv := range before.Tickets {
+		assert.Equal(t, "box", string(tv.State))
+		assert.Equal(t, routes[tv.ID] == "card", tv.Due, "ticket %v", tv.ID)
+	}
+
 	// The next sync keeps every answer.
 	_, err = h.Sync(ctx, nil)
 	require.NoError(t, err)

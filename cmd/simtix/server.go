@@ -302,7 +302,11 @@ func printTickets(cmd *cobra.Command, ans api.TicketsAnswer) error {
 	counts := map[string]int{}
 	for _, t := range ans.Tickets {
 		counts[string(t.State)]++
-		fmt.Fprintf(out, "%v  %-10s %v %v  %s\n", t.ID, t.State, t.Date, t.Time, t.Seller)
+		state := string(t.State)
+		if t.Due {
+			state += ", due"
+		}
+		fmt.Fprintf(out, "%v  %-10s %v %v  %s\n", t.ID, state, t.Date, t.Time, t.Seller)
 	}
 	_, err := fmt.Fprintf(out, "card %v: %d tickets: %d on the card, %d in the box, %d being delivered, %d returning, %d checked\n",
 		ans.Carrier, len(ans.Tickets), counts["card"], counts["box"], counts["delivering"], counts["returning"], counts["checked"])
