@@ -106,18 +106,13 @@ type Step struct {
 	MAC  string `json:"mac"`
 }
 
-// TicketView is a ticket and where it is.
+// TicketView is a ticket and where it is: its fields (those of an order,
+// at the same JSON keys) and its state.
 type TicketView struct {
-	ID           ticketfmt.ID        `json:"id"`
-	State        box.State           `json:"state"`
-	Type         uint8               `json:"type"`
-	Seller       string              `json:"seller"`
-	Date         ticketfmt.Date      `json:"date"`
-	Time         ticketfmt.TimeOfDay `json:"time"`
-	Price        uint32              `json:"price"`
-	Seat         string              `json:"seat,omitempty"`
-	Instructions string              `json:"instructions,omitempty"`
-	Size         int                 `json:"size"`
+	ID    ticketfmt.ID `json:"id"`
+	State box.State    `json:"state"`
+	OrderTicket
+	Size int `json:"size"`
 	// Due is set on a ticket in the box that an order answered "card":
 	// the card's next sync stores it.
 	Due       bool   `json:"due,omitempty"`

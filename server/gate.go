@@ -206,8 +206,8 @@ func view(t *box.Ticket) (api.TicketView, error) {
 	if err != nil {
 		return api.TicketView{}, err
 	}
-	v := api.TicketView{ID: t.ID, State: t.State, Type: tk.Type, Seller: tk.Seller, Date: tk.Date, Time: tk.Time,
-		Price: tk.Price, Seat: tk.Seat, Instructions: tk.Instructions, Size: len(t.Raw), Due: t.State == box.InBox && t.Due}
+	v := api.TicketView{ID: t.ID, State: t.State, OrderTicket: api.OrderTicket{Type: tk.Type, Seller: tk.Seller, Date: tk.Date,
+		Time: tk.Time, Price: tk.Price, Seat: tk.Seat, Instructions: tk.Instructions}, Size: len(t.Raw), Due: t.State == box.InBox && t.Due}
 	if t.Check != nil {
 		v.CheckedBy = fmt.Sprintf("%x", t.Check.Gate)
 		v.CheckedAt = t.Check.Time.String()
