@@ -253,12 +253,8 @@ func (s *Server) tickets(r *http.Request, carrier func(tx store.Tx) (ticketfmt.S
 }
 
 func (s *Server) handleCardTickets(w http.ResponseWriter, r *http.Request) {
-	serial, err := parseSerial(r)
+	serial, err := s.cardOfCaller(r)
 	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if err := s.holderOrOperator(r, serial); err != nil {
 		s.fail(w, r, err)
 		return
 	}

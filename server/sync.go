@@ -269,20 +269,25 @@ func (s *Server) sessionSerial(token string) (ticketfmt.Serial, bool) {
 	return serial, true
 }
 
-// holderOrOperator checks that the request may see serial's tickets: the
-// operator token, or a session won by that card.
-func (s *Server) holderOrOperator(r *http.Request, serial ticketfmt.Serial) error {
+// cardOfCaller returns the serial in the request's path once the request
+// may see that card's tickets: the operator token, or a session won by
+// that card.
+func (s *Server) cardOfCaller(r *http.Request) (ticketfmt.Serial, error) {
+	serial, err := parseSerial(r)
+	if err != nil {
+		return serial, err
+	}
 	tok := bearer(r)
 	if tokenEqual(tok, s.cfg.Keys.OperatorToken()) {
-		return nil
+		return serial, nil
 	}
 	if got, ok := s.sessionSerial(tok); ok {
 		if got == serial {
-			return nil
+			return serial, nil
 		}
-		return errorf(http.StatusForbidden, "this session is for another card")
+		return serial, errorf(http.StatusForbidden, "this session is for another card")
 	}
-	return errorf(http.StatusUnauthorized, "an operator token or a session won by the card (sync) is required")
+	return serial, errorf(http.StatusUnauthorized, "an operator token or a session won by the card (sync) is required")
 }
 
 // due counts the tickets in the box that the card's next sync would store.
@@ -311,12 +316,8 @@ func (s *Server) due(r *http.Request, serial ticketfmt.Serial) (int, error) {
 // order this process takes, or with a store.Notifier any process), else
 // 204 after the wait (?wait=SECONDS, at most the server's MaxWait).
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
-	serial, err := parseSerial(r)
+	serial, err := s.cardOfCaller(r)
 	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if err := s.holderOrOperator(r, serial); err != nil {
 		s.fail(w, r, err)
 		return
 	}
