@@ -435,13 +435,14 @@ func (s *syncer) boxed(skip *Ticket) []*Ticket {
 }
 
 // SortSoonest sorts tickets by use date and time, ties in issue order.
-func SortSoonest(ts []*Ticket) {
-	slices.SortStableFunc(ts, func(a, b *Ticket) int {
-		if c := ticketfmt.CompareUse(a.Date, a.Time, b.Date, b.Time); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.Seq, b.Seq)
-	})
+func SortSoonest(ts []*Ticket) { slices.SortStableFunc(ts, soonest) }
+
+// soonest orders tickets by use date and time, ties in issue order.
+func soonest(a, b *Ticket) int {
+	if c := ticketfmt.CompareUse(a.Date, a.Time, b.Date, b.Time); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Seq, b.Seq)
 }
 
 // Step is one plan item ready for the card: the command's data with its
@@ -529,12 +530,13 @@ func DueTickets(card Card, tickets []*Ticket) []*Ticket {
 // (direct: delivered at the card's next sync) and takes its room; one that
 // does not stays in the box (overflow). held are the card's tickets
 // before the order; the caller routes only for a card the box knows (an
-// order for a card it has not seen goes to the box).
+// order for a card it has not seen goes to the box); issued are the
+// order's new tickets, in the box.
 func Route(card Card, held, issued []*Ticket) {
 	bytes, count := room(card, held, true)
 	h := card.Status.Overhead
 	for _, t := range issued {
-		if t.State != InBox || t.Size(h) > bytes || count < 1 {
+		if t.Size(h) > bytes || count < 1 {
 			continue
 		}
 		t.Due = true
@@ -563,15 +565,11 @@ func room(card Card, tickets []*Ticket, due bool) (bytes, count int) {
 // for a later, smaller one. It returns the chosen tickets soonest first.
 func chooseStores(candidates []*Ticket, bytes, count, h int) []*Ticket {
 	ordered := slices.Clone(candidates)
-	SortSoonest(ordered)
 	slices.SortStableFunc(ordered, func(a, b *Ticket) int {
-		switch {
-		case a.Due == b.Due:
-			return 0
-		case a.Due:
-			return -1
+		if a.Due != b.Due {
+			return map[bool]int{true: -1, false: 1}[a.Due]
 		}
-		return 1
+		return soonest(a, b)
 	})
 	var out []*Ticket
 	for _, t := range ordered {
