@@ -566,8 +566,11 @@ func room(card Card, tickets []*Ticket, due bool) (bytes, count int) {
 func chooseStores(candidates []*Ticket, bytes, count, h int) []*Ticket {
 	ordered := slices.Clone(candidates)
 	slices.SortStableFunc(ordered, func(a, b *Ticket) int {
-		if a.Due != b.Due {
-			return map[bool]int{true: -1, false: 1}[a.Due]
+		switch {
+		case a.Due && !b.Due:
+			return -1
+		case b.Due && !a.Due:
+			return 1
 		}
 		return soonest(a, b)
 	})
