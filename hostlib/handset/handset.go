@@ -31,8 +31,9 @@ const maxRestarts = 3
 type Handset struct {
 	// Card is the ticket applet on the card's contact interface.
 	Card *hostlib.Applet
-	// Box is the server; its token is replaced by the session each sync
-	// wins.
+	// Box is the server. A sync needs no token; the holder's session it
+	// wins is in its Result (Watch's long poll uses it through
+	// Client.WithToken), and Box is left as it is.
 	Box *apiclient.Client
 }
 
