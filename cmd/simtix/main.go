@@ -81,7 +81,6 @@ ticket box server, and the handset and gate roles. See docs/ and the spec.`,
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.SetHelpCommand(newHelpCmd())
 	groupCmd(root,
 		newCardCmd(),
 		newServerCmd(),
@@ -96,6 +95,7 @@ ticket box server, and the handset and gate roles. See docs/ and the spec.`,
 		newKeysCmd(),
 		newVersionCmd(),
 	)
+	strictHelp(root)
 	// Cobra's completion command (bash, fish, powershell, zsh) is a group
 	// too; made now rather than at Execute, so that it is one of ours.
 	root.InitDefaultCompletionCmd()
@@ -107,36 +107,26 @@ ticket box server, and the handset and gate roles. See docs/ and the spec.`,
 	return root
 }
 
-// newHelpCmd is `simtix help [COMMAND...]`: cobra's, but a command it does
-// not know is a usage error rather than the root's help.
-func newHelpCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "help [command]",
-		Short: "Help about any command",
-		Long:  "Help for any command: simtix help COMMAND [SUBCOMMAND] prints what simtix COMMAND [SUBCOMMAND] --help does.",
-		ValidArgsFunction: func(c *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
-			cmd, _, err := c.Root().Find(args)
-			if err != nil {
-				return nil, cobra.ShellCompDirectiveNoFileComp
-			}
-			var out []cobra.Completion
-			for _, sub := range cmd.Commands() {
-				if sub.IsAvailableCommand() && strings.HasPrefix(sub.Name(), toComplete) {
-					out = append(out, cobra.CompletionWithDesc(sub.Name(), sub.Short))
-				}
-			}
-			return out, cobra.ShellCompDirectiveNoFileComp
-		},
-		RunE: func(c *cobra.Command, args []string) error {
-			cmd, rest, err := c.Root().Find(args)
-			if err != nil {
-				return usageError{err}
-			}
-			if len(rest) > 0 {
-				return unknownCommand(cmd, rest)
-			}
-			return cmd.Help()
-		},
+// strictHelp makes cobra's `simtix help [COMMAND...]` take a command it
+// does not know as a usage error, rather than printing the root's help.
+func strictHelp(root *cobra.Command) {
+	root.InitDefaultHelpCmd()
+	help, _, err := root.Find([]string{"help"})
+	if err != nil || help.Run == nil {
+		return
+	}
+	run := help.Run
+	help.Run = nil
+	help.RunE = func(c *cobra.Command, args []string) error {
+		cmd, rest, err := c.Root().Find(args)
+		if err != nil {
+			return usageError{err}
+		}
+		if len(rest) > 0 {
+			return unknownCommand(cmd, rest)
+		}
+		run(c, args)
+		return nil
 	}
 }
 
