@@ -169,9 +169,8 @@ is an error; 2 when an argument is not hex (nothing is sent); 3 after a tear
 	return cmd
 }
 
-// openImage opens a card image, locked, for a command that runs to its end
-// (card apdu, card show); an image in use elsewhere is refused with what to
-// do.
+// openImage opens a card image, locked, for card apdu, card show, and the
+// roles' --image; an image in use elsewhere is refused with what to do.
 func openImage(path string, opts emulator.Options) (*emulator.Card, error) {
 	card, err := emulator.Open(path, opts)
 	if errors.Is(err, imagefile.ErrLocked) {

@@ -41,7 +41,7 @@ func (c *openedCard) Close() error { return c.close() }
 // ctx ends).
 func (f cardFlags) open(ctx context.Context, i applet.Interface) (*openedCard, error) {
 	if f.image != "" {
-		card, err := emulator.Open(f.image, emulator.Options{})
+		card, err := openImage(f.image, emulator.Options{})
 		if err != nil {
 			return nil, err
 		}
