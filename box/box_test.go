@@ -441,6 +441,7 @@ func TestTrimKeepsChecked(t *testing.T) {
 	res, err := box.Sync(card, []*box.Ticket{a, b}, box.Observation{Status: st, Inventory: []cardproto.Entry{check(a), check(b)}}, false, nil)
 	require.NoError(t, err)
 	require.Len(t, res.Plan.Items, 1, "one counter value is left")
+	assert.Equal(t, box.Item{Op: box.OpDelete, Ticket: a.ID, Expected: cardproto.StateChecked}, res.Plan.Items[0])
 	for _, ch := range res.Changes {
 		assert.Equal(t, box.Checked, ch.Ticket.State, "ticket %v", ch.Ticket.ID)
 	}
