@@ -222,10 +222,12 @@ func (r *sequenceRun) bytes(n int) []byte {
 
 func iface(b byte) Interface { return Interface(b & 1) }
 
-// known reports whether the outcome of the generated command just sent on
-// interface i's basic channel is the one the spec gives it: the applet is
-// selected there, and the command did not meet a chain an earlier raw
-// command left pending (which it would join, or be refused by with 6883).
+// known reports whether the outcome of the generated applet command just
+// sent on interface i's basic channel is the one the spec gives it: the
+// applet is selected there, and the command did not meet a chain an
+// earlier raw command left pending (which it would join, or be refused by
+// with 6883). The card's own commands (SELECT, TERMINAL PROFILE, FETCH,
+// TERMINAL RESPONSE) need no selection: for them, r.tangled alone.
 func (r *sequenceRun) known(i Interface) bool {
 	return r.c.iface[i].ch[0].selected && !r.tangled
 }
@@ -321,7 +323,7 @@ func (r *sequenceRun) step() {
 			cmd = cardproto.OnChannel(cmd, int(v%6)-2)
 		}
 		sw, data, ok := r.send(i, encodeCmd(t, cmd))
-		if ok && !armed && v%6 == 0 {
+		if ok && !armed && !r.tangled && v%6 == 0 {
 			r.expect(sw, "SELECT", true)
 			fci, err := cardproto.ParseFCI(data)
 			require.NoError(t, err, "SELECT's FCI")
@@ -337,7 +339,7 @@ func (r *sequenceRun) step() {
 	case opProfile:
 		n := int(r.byte() % 34)
 		sw, _, ok := r.send(Contact, encodeCmd(t, cardproto.TerminalProfile(r.bytes(n))))
-		if ok && !armed && n >= 1 && n <= 32 {
+		if ok && !armed && !r.tangled && n >= 1 && n <= 32 {
 			r.expect(sw, "TERMINAL PROFILE", true)
 		}
 
@@ -540,7 +542,7 @@ func (r *sequenceRun) step() {
 	case opFetch:
 		pending := r.snap.Notification.Pending
 		sw, data, ok := r.send(Contact, encodeCmd(t, cardproto.Fetch()))
-		if !ok || armed {
+		if !ok || armed || r.tangled {
 			return
 		}
 		if pending == 0 {
@@ -561,7 +563,7 @@ func (r *sequenceRun) step() {
 			number = pending
 		}
 		sw, _, ok := r.send(Contact, encodeCmd(t, cardproto.TerminalResponse(number, result)))
-		if !ok || armed {
+		if !ok || armed || r.tangled {
 			return
 		}
 		switch {
